@@ -1,0 +1,98 @@
+"""Batch preparation (spec 2): images to backbone input, root-relative targets, flips.
+
+The reference does these per batch on the GPU; so do we (after the DataLoader), with tensors of
+shape (B, 256, 192, 3) for images (BGR uint8 from OpenCV), (B, 17, 2) for 2D joints and
+(B, 1, 17, 3) for 3D joints.
+"""
+import torch
+
+from mvn.h36m import FLIP_PERMUTATION
+
+HRNET_MEAN_RGB = (0.485, 0.456, 0.406)
+HRNET_STD_RGB = (0.229, 0.224, 0.225)
+CPN_MEAN_RGB = (122.7717, 115.9465, 102.9801)  # pixel units, subtracted after / 255, no std
+
+
+def normalisation_table(backbone_type, dtype=torch.float64):
+    """(256, 3): the normalised value of every uint8 level per RGB channel (spec 2.2)."""
+    levels = torch.arange(256, dtype=torch.float64)[:, None] / 255  # (256, 1)
+    if backbone_type == "cpn":
+        table = levels - torch.tensor(CPN_MEAN_RGB, dtype=torch.float64) / 255
+    else:
+        table = (levels - torch.tensor(HRNET_MEAN_RGB, dtype=torch.float64)) \
+            / torch.tensor(HRNET_STD_RGB, dtype=torch.float64)
+    return table.to(dtype)
+
+
+def prepare_images(images_bgr, backbone_type):
+    """(B, H, W, 3) BGR uint8 -> (B, H, W, 3) RGB float32, normalised for the backbone.
+
+    uint8 input goes through a 256-level lookup table computed in float64, so every value is
+    the correctly rounded float32 of the formula (cheaper than the arithmetic, and the same on
+    every device). Float input (already 0..255) uses the arithmetic."""
+    rgb = images_bgr.flip(-1)  # BGR -> RGB
+    if rgb.dtype == torch.uint8:
+        table = normalisation_table(backbone_type, torch.float32).to(rgb.device)  # (256, 3)
+        channel = torch.arange(3, device=rgb.device)
+        return table[rgb.long(), channel]  # (B, H, W, 3)
+    table64 = normalisation_table(backbone_type)
+    offset = table64[0].to(rgb.device, torch.float32)          # value of level 0
+    step = (table64[1] - table64[0]).to(rgb.device, torch.float32)  # per level
+    return rgb.float() * step + offset
+
+
+def root_relative(keypoints_3d):
+    """(..., 17, 3): joints minus the pelvis (joint 0); the pelvis becomes exactly 0."""
+    return keypoints_3d - keypoints_3d[..., :1, :]
+
+
+def swap_left_right(joints):
+    """(..., 17, C): exchange left and right joints."""
+    return joints[..., FLIP_PERMUTATION, :]
+
+
+def mirror_x(joints, offset=0.0):
+    """(..., 17, C): x -> offset - x, other coordinates kept, then left/right swapped."""
+    x = offset - joints[..., :1]
+    return swap_left_right(torch.cat([x, joints[..., 1:]], -1))
+
+
+def flip_batch(images, keypoints_2d, keypoints_2d_crop, keypoints_3d=None, crop_width=192):
+    """Mirror a whole batch (spec 2.4): image along width, joints x -> -x (crop: 191 - x)."""
+    flipped = (
+        images.flip(2),                                  # (B, H, W, 3): W is dim 2
+        mirror_x(keypoints_2d),                          # screen-normalised: centred on 0
+        mirror_x(keypoints_2d_crop, crop_width - 1.0),   # crop pixels
+    )
+    if keypoints_3d is not None:
+        flipped = flipped + (mirror_x(keypoints_3d),)
+    return flipped
+
+
+def flip_test(model, images, keypoints_2d, keypoints_2d_crop):
+    """Average of the prediction and the un-mirrored prediction of the mirrored batch (spec 2.5)."""
+    prediction = model(images, keypoints_2d, keypoints_2d_crop)  # (B, 1, 17, 3)
+    flipped_prediction = model(*flip_batch(images, keypoints_2d, keypoints_2d_crop,
+                                           crop_width=images.shape[2]))
+    return (prediction + mirror_x(flipped_prediction)) / 2
+
+
+def prepare_batch(batch, backbone_type, device, flip=False):
+    """A DataLoader batch dict -> model inputs and the root-relative target, on `device`.
+
+    `batch` holds 'images' (B,256,192,3) uint8 BGR, 'keypoints_2d' (B,17,2),
+    'keypoints_2d_crop' (B,17,2) and 'keypoints_3d' (B,1,17,3) metres. With `flip`, the whole
+    batch is mirrored (QUIRK spec 2.4: the training loop draws once per batch, not per sample).
+    """
+    non_blocking = device.type == "cuda"
+    images = batch["images"].to(device, non_blocking=non_blocking)
+    keypoints_2d = batch["keypoints_2d"].to(device, torch.float32, non_blocking=non_blocking)
+    keypoints_2d_crop = batch["keypoints_2d_crop"].to(device, torch.float32,
+                                                      non_blocking=non_blocking)
+    keypoints_3d = batch["keypoints_3d"].to(device, torch.float32, non_blocking=non_blocking)
+    images = prepare_images(images, backbone_type)
+    target = root_relative(keypoints_3d)
+    if flip:
+        images, keypoints_2d, keypoints_2d_crop, target = flip_batch(
+            images, keypoints_2d, keypoints_2d_crop, target, crop_width=images.shape[2])
+    return images, keypoints_2d, keypoints_2d_crop, target

@@ -1,0 +1,202 @@
+"""One configuration system: defaults, then a YAML file, then `key=value` overrides, validated.
+
+    config = load_config("experiments/human36m/hrnet_32.yaml", ["train.batch_size=64"])
+    config.train.batch_size  # 64
+
+Every key the project reads has a default below. A key that is not in DEFAULTS is an error that
+names it and the closest valid key; a value of the wrong type is an error naming the key.
+"""
+import copy
+import difflib
+
+import yaml
+from easydict import EasyDict
+
+# Backbone types and what they imply (feature widths and pretrained file names live in
+# mvn/models/capf.py: the type alone decides them).
+BACKBONE_TYPES = ("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny")
+
+DEFAULTS = {
+    "title": "capf",
+    "seed": 0,
+    "model": {
+        "backbone": {
+            "type": "hrnet_32",
+            # Pretrained backbone file; "" -> data/pretrained/<the type's published file name>.
+            # "none" trains from the random initialisation (synthetic and test configs only).
+            "pretrained": "",
+            "frozen": True,
+        },
+        "embed_dim_ratio": 128,  # D, the token width
+        "depth": 4,              # blocks per group (context, per-joint levels, joints)
+        "levels": 4,             # backbone feature maps sampled
+        "drop_path_rate": 0.2,
+        # Weights for the whole CA_PF model loaded before training ("" = none).
+        "init_weights": "",
+    },
+    "dataset": {
+        "format": "pkl",         # "pkl" (published label files + images) or "store"
+        "root": "H36M-Toolbox/images",
+        "train_labels_path": "H36M-Toolbox/h36m_train.pkl",
+        "val_labels_path": "H36M-Toolbox/h36m_validation.pkl",
+        "store_path": "data/h36m_store",
+        "image_shape": [256, 192],  # crop height, width
+        "num_workers": 4,
+        # Use every n-th labelled frame (1 = all; the published protocol evaluates on all).
+        "train_frame_stride": 1,
+        "val_frame_stride": 1,
+    },
+    "train": {
+        "n_epochs": 60,
+        "batch_size": 512,       # per process
+        "volume_net_lr": 0.0064,
+        "sampling_offsets_lr_factor": 0.1,
+        "weight_decay": 0.1,
+        "lr_decay": 0.99,        # per epoch, every group
+        "flip_augmentation": True,
+        "amp": False,            # bf16 autocast
+        "channels_last": False,
+        "compile": False,
+        "max_steps_per_epoch": 0,  # 0 = the whole split (debug/test runs use a few)
+        "log_every": 50,
+        "vis_every_epoch": True,
+    },
+    "val": {
+        "batch_size": 512,
+        "flip_test": True,
+        "max_batches": 0,        # 0 = the whole split
+    },
+    "loss": {
+        "grad_clip": 0.0,        # > 0: clip gradient norm at grad_clip / lr
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message says what to change."""
+
+
+def _flatten(tree, prefix=""):
+    items = {}
+    for key, value in tree.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            items.update(_flatten(value, name + "."))
+        else:
+            items[name] = value
+    return items
+
+
+_DEFAULT_KEYS = _flatten(DEFAULTS)
+_DEFAULT_SECTIONS = {k.rsplit(".", 1)[0] for k in _DEFAULT_KEYS if "." in k}
+
+
+def _closest(name):
+    """The valid key most like `name` (keys of the same section first)."""
+    section = name.rsplit(".", 1)[0] if "." in name else ""
+    same_section = [k for k in _DEFAULT_KEYS if k.rsplit(".", 1)[0] == section]
+    for candidates in (same_section, list(_DEFAULT_KEYS)):
+        match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+        if match:
+            return match[0]
+    return max(_DEFAULT_KEYS, key=lambda k: difflib.SequenceMatcher(None, name, k).ratio())
+
+
+def _check_type(name, value, default, source):
+    expected = type(default)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and len(value) == len(default) and all(
+            isinstance(v, type(d)) for v, d in zip(value, default))
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ConfigError("%s: key '%s' must be %s like the default %r, got %r"
+                          % (source, name, expected.__name__, default, value))
+    return float(value) if isinstance(default, float) else value
+
+
+def _set(tree, name, value, source):
+    if name in _DEFAULT_SECTIONS:
+        keys = sorted(k for k in _DEFAULT_KEYS if k.startswith(name + "."))
+        raise ConfigError("%s: '%s' is a section, not a value; set one of its keys: %s"
+                          % (source, name, ", ".join(keys)))
+    if name not in _DEFAULT_KEYS:
+        raise ConfigError("%s: unknown key '%s'; did you mean '%s'?"
+                          % (source, name, _closest(name)))
+    value = _check_type(name, value, _DEFAULT_KEYS[name], source)
+    node = tree
+    *parents, leaf = name.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def _validate(config, source):
+    backbone = config["model"]["backbone"]["type"]
+    if backbone not in BACKBONE_TYPES:
+        raise ConfigError("%s: model.backbone.type '%s' is not one of %s"
+                          % (source, backbone, ", ".join(BACKBONE_TYPES)))
+    if config["dataset"]["format"] not in ("pkl", "store"):
+        raise ConfigError("%s: dataset.format must be 'pkl' or 'store', got '%s'"
+                          % (source, config["dataset"]["format"]))
+    if config["model"]["embed_dim_ratio"] % 8:
+        raise ConfigError("%s: model.embed_dim_ratio must be a multiple of 8 (8 attention heads), "
+                          "got %d" % (source, config["model"]["embed_dim_ratio"]))
+    if not 1 <= config["model"]["levels"] <= 4:
+        raise ConfigError("%s: model.levels must be 1..4 (the backbone has 4 feature maps)" % source)
+    for name in ("train.batch_size", "val.batch_size", "train.n_epochs"):
+        section, key = name.split(".")
+        if config[section][key] < 1:
+            raise ConfigError("%s: %s must be at least 1" % (source, name))
+
+
+def parse_override(text):
+    """'train.batch_size=64' -> ('train.batch_size', 64); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError("override '%s' must look like key=value, e.g. train.batch_size=64" % text)
+    name, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError("override '%s': value is not valid YAML (%s)" % (text, error)) from None
+    return name.strip(), value
+
+
+def load_config(path=None, overrides=()):
+    """Defaults, merged with the YAML file at `path` (if any), then the `key=value` overrides."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise ConfigError("config file %s does not exist (see experiments/)" % path) from None
+        except yaml.YAMLError as error:
+            raise ConfigError("config file %s is not valid YAML: %s" % (path, error)) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("config file %s must hold a mapping of keys, got %s"
+                              % (path, type(loaded).__name__))
+        for name, value in _flatten(loaded).items():
+            _set(config, name, value, path)
+    for text in overrides:
+        name, value = parse_override(text)
+        _set(config, name, value, "override '%s'" % text)
+    _validate(config, path or "config")
+    return EasyDict(config)
+
+
+def config_to_yaml(config):
+    """The resolved config as YAML text (written into every experiment folder)."""
+    def plain(node):
+        if isinstance(node, dict):
+            return {k: plain(v) for k, v in node.items()}
+        return node
+    return yaml.safe_dump(plain(config), sort_keys=False)

@@ -1,0 +1,54 @@
+"""Human3.6M facts: joints, actions, cameras and sequence names (from `h36m_facts.json`).
+
+The JSON file is a copy of the published figures (calibration, resolutions, the sequence-name
+table); everything else in the project reads them from here.
+"""
+import json
+import os
+
+FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "h36m_facts.json")
+
+with open(FACTS_PATH) as _f:
+    FACTS = json.load(_f)
+
+NUM_JOINTS = 17
+JOINT_NAMES = tuple(FACTS["joint_names_17"])
+JOINTS_LEFT = tuple(FACTS["joints_left"])    # (4, 5, 6, 11, 12, 13)
+JOINTS_RIGHT = tuple(FACTS["joints_right"])  # (1, 2, 3, 14, 15, 16)
+JOINTS_17_FROM_32 = tuple(FACTS["joints_17_from_32"])
+
+# Permutation that swaps left and right joints: pose[..., FLIP_PERMUTATION, :] mirrors the labels.
+FLIP_PERMUTATION = list(range(NUM_JOINTS))
+for _l, _r in zip(JOINTS_LEFT, JOINTS_RIGHT):
+    FLIP_PERMUTATION[_l], FLIP_PERMUTATION[_r] = _r, _l
+FLIP_PERMUTATION = tuple(FLIP_PERMUTATION)
+
+# Action ids 2..16 (id 1, "_ALL", is not used).
+ACTION_NAMES = {int(k): v for k, v in FACTS["action_names"].items() if int(k) >= 2}
+ACTIONS = tuple(sorted(ACTION_NAMES))
+CAMERA_IDS = tuple(FACTS["camera_ids"])      # camera index 0..3 -> "54138969", ...
+TRAIN_SUBJECTS = tuple(FACTS["train_subjects"])
+TEST_SUBJECTS = tuple(FACTS["test_subjects"])
+ALL_SUBJECTS = tuple(sorted(TRAIN_SUBJECTS + TEST_SUBJECTS))
+FPS = FACTS["fps"]
+
+
+def resolution(camera_index):
+    """(width, height) in pixels of camera `camera_index` (0..3)."""
+    w, h = FACTS["resolution"][CAMERA_IDS[camera_index]]
+    return int(w), int(h)
+
+
+def camera(subject, camera_index):
+    """Calibration of `subject` (int) seen by camera `camera_index` (0..3): dict R, T, f, c, k, p, id."""
+    return FACTS["cameras"]["S%d" % subject][str(camera_index + 1)]
+
+
+def sequence_name(subject, action, subaction):
+    """File base name, e.g. (1, 2, 1) -> 'Directions 1'."""
+    return FACTS["sequence_names"]["S%d" % subject]["%d-%d" % (action, subaction)]
+
+
+def trial_name(action, subaction):
+    """Evaluation trial name, e.g. (2, 1) -> 'Directions-1' (spec 5)."""
+    return "%s-%d" % (ACTION_NAMES[action], subaction)

@@ -1,0 +1,150 @@
+"""3D pose errors (VideoPose3D conventions) and the per-action table of the protocol (spec 5).
+
+Every metric accepts torch tensors or NumPy arrays of shape (..., J, 3) and returns the same kind
+(a 0-d tensor, or a Python float for NumPy input). `reduce=False` gives one value per frame.
+"""
+import logging
+
+import numpy as np
+import torch
+
+from mvn.h36m import ACTION_NAMES, ACTIONS
+
+logger = logging.getLogger(__name__)
+
+
+def _as_tensors(*arrays):
+    is_numpy = isinstance(arrays[0], np.ndarray)
+    if is_numpy:
+        arrays = tuple(torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in arrays)
+    return is_numpy, arrays
+
+
+def _result(value, is_numpy, reduce):
+    if is_numpy:
+        return float(value) if reduce else value.numpy()
+    return value
+
+
+def mpjpe(predicted, target, reduce=True):
+    """Mean per-joint position error: mean Euclidean distance (P1 when in mm)."""
+    is_numpy, (predicted, target) = _as_tensors(predicted, target)
+    per_joint = torch.linalg.vector_norm(predicted - target, dim=-1)  # (..., J)
+    value = per_joint.mean() if reduce else per_joint.mean(-1)
+    return _result(value, is_numpy, reduce)
+
+
+def n_mpjpe(predicted, target, reduce=True):
+    """MPJPE after scaling the prediction to the target in the least-squares sense."""
+    is_numpy, (predicted, target) = _as_tensors(predicted, target)
+    norm_predicted = (predicted ** 2).sum(-1, keepdim=True).mean(-2, keepdim=True)
+    norm_target = (target * predicted).sum(-1, keepdim=True).mean(-2, keepdim=True)
+    scale = norm_target / norm_predicted
+    per_joint = torch.linalg.vector_norm(scale * predicted - target, dim=-1)
+    value = per_joint.mean() if reduce else per_joint.mean(-1)
+    return _result(value, is_numpy, reduce)
+
+
+def procrustes_align(predicted, target):
+    """(N, J, 3) predictions aligned per frame to the targets by rotation (no reflection),
+    uniform scale and translation. Degenerate frames (all joints at one point) do not divide
+    by zero: their scale becomes 0 and they are aligned to the target centroid."""
+    predicted = predicted.double()
+    target = target.double()
+    mu_target = target.mean(1, keepdim=True)  # (N, 1, 3)
+    mu_predicted = predicted.mean(1, keepdim=True)
+    x0 = target - mu_target
+    y0 = predicted - mu_predicted
+    norm_x = torch.linalg.vector_norm(x0, dim=(1, 2), keepdim=True)  # (N, 1, 1)
+    norm_y = torch.linalg.vector_norm(y0, dim=(1, 2), keepdim=True)
+    norm_x_safe = torch.where(norm_x > 0, norm_x, torch.ones_like(norm_x))
+    norm_y_safe = torch.where(norm_y > 0, norm_y, torch.ones_like(norm_y))
+    x0 = x0 / norm_x_safe
+    y0 = y0 / norm_y_safe
+
+    h = x0.transpose(1, 2) @ y0  # (N, 3, 3)
+    u, s, vt = torch.linalg.svd(h)
+    v = vt.transpose(1, 2)
+    r = v @ u.transpose(1, 2)
+    # No reflections: flip the last singular direction where det(R) < 0.
+    sign = torch.sign(torch.linalg.det(r))  # (N,)
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    v = torch.cat([v[:, :, :-1], v[:, :, -1:] * sign[:, None, None]], 2)
+    s = torch.cat([s[:, :-1], s[:, -1:] * sign[:, None]], 1)
+    r = v @ u.transpose(1, 2)
+
+    trace = s.sum(1)[:, None, None]  # (N, 1, 1)
+    scale = trace * norm_x / norm_y_safe
+    translation = mu_target - scale * (mu_predicted @ r)
+    return scale * (predicted @ r) + translation
+
+
+def p_mpjpe(predicted, target, reduce=True):
+    """MPJPE after per-frame similarity alignment (P2). Inputs (N, J, 3) or (N, 1, J, 3)."""
+    is_numpy, (predicted, target) = _as_tensors(predicted, target)
+    shape = target.shape
+    predicted = predicted.reshape(-1, shape[-2], 3)
+    target = target.reshape(-1, shape[-2], 3)
+    aligned = procrustes_align(predicted, target)
+    per_frame = torch.linalg.vector_norm(aligned - target.double(), dim=-1).mean(-1)
+    value = per_frame.mean() if reduce else per_frame.reshape(shape[:-2])
+    if not is_numpy:
+        value = value.to(target.dtype)
+    return _result(value, is_numpy, reduce)
+
+
+def mpjve(predicted, target, reduce=True):
+    """Mean per-joint velocity error: first differences along dim 0 (frame order)."""
+    is_numpy, (predicted, target) = _as_tensors(predicted, target)
+    velocity_error = torch.diff(predicted, dim=0) - torch.diff(target, dim=0)
+    per_joint = torch.linalg.vector_norm(velocity_error, dim=-1)
+    value = per_joint.mean() if reduce else per_joint.mean(-1)
+    return _result(value, is_numpy, reduce)
+
+
+def per_action_errors(predicted_m, target_m, action_ids):
+    """The protocol's table (spec 5) from root-relative poses in metres.
+
+    predicted_m, target_m: (N, 17, 3) (or (N, 1, 17, 3)) in label-list order; action_ids: (N,)
+    ints 2..16. Returns {'actions': {name: {'p1', 'p2', 'mpjve', 'frames'}}, 'average': {...},
+    'missing': [names]} in millimetres. Averages are the plain mean over the actions present;
+    an action with no frames is reported missing and left out (the reference would print NaN).
+    """
+    predicted = np.asarray(predicted_m, dtype=np.float64).reshape(len(action_ids), -1, 3) * 1000
+    target = np.asarray(target_m, dtype=np.float64).reshape(len(action_ids), -1, 3) * 1000
+    action_ids = np.asarray(action_ids)
+    p1_frames = mpjpe(predicted, target, reduce=False)  # (N,)
+    p2_frames = p_mpjpe(predicted, target, reduce=False)  # (N,)
+
+    actions, missing = {}, []
+    for action in ACTIONS:
+        name = ACTION_NAMES[action]
+        index = np.flatnonzero(action_ids == action)  # label-list order
+        if len(index) == 0:
+            missing.append(name)
+            continue
+        velocity = mpjve(predicted[index], target[index]) if len(index) > 1 else float("nan")
+        actions[name] = {"p1": float(p1_frames[index].mean()),
+                         "p2": float(p2_frames[index].mean()),
+                         "mpjve": float(velocity), "frames": int(len(index))}
+    if missing:
+        logger.warning("no evaluation frames for %d action(s): %s; they are left out of the "
+                       "averages", len(missing), ", ".join(missing))
+    average = {key: float(np.nanmean([row[key] for row in actions.values()])) if actions
+               else float("nan") for key in ("p1", "p2", "mpjve")}
+    average["frames"] = int(sum(row["frames"] for row in actions.values()))
+    return {"actions": actions, "average": average, "missing": missing}
+
+
+def format_table(errors):
+    """The per-action table as aligned text (mm)."""
+    lines = ["%-16s %8s %8s %8s %8s" % ("action", "P1", "P2", "MPJVE", "frames")]
+    for name, row in errors["actions"].items():
+        lines.append("%-16s %8.2f %8.2f %8.2f %8d"
+                     % (name, row["p1"], row["p2"], row["mpjve"], row["frames"]))
+    for name in errors["missing"]:
+        lines.append("%-16s %8s %8s %8s %8d" % (name, "-", "-", "-", 0))
+    avg = errors["average"]
+    lines.append("%-16s %8.2f %8.2f %8.2f %8d"
+                 % ("average", avg["p1"], avg["p2"], avg["mpjve"], avg["frames"]))
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""CA_PF = a frozen 2D backbone + the context-aware PoseFormer; `build_model(config)`."""
+import torch
+import torch.nn as nn
+
+from .cpn import CPN
+from .hrnet import HRNET_TINY_STAGES, HRNet, hrnet_stages
+from .poseformer import ContextPoseFormer
+
+# The backbone type alone decides the network and the published pretrained file.
+PRETRAINED_FILES = {
+    "hrnet_32": "pose_hrnet_w32_256x192.pth",
+    "hrnet_48": "pose_hrnet_w48_256x192.pth",
+    "cpn": "CPN50_256x192.pth.tar",
+    "hrnet_tiny": None,  # synthetic/test configs: no published weights
+}
+
+
+def build_backbone(backbone_type):
+    if backbone_type == "hrnet_32":
+        return HRNet(hrnet_stages(32))
+    if backbone_type == "hrnet_48":
+        return HRNet(hrnet_stages(48))
+    if backbone_type == "hrnet_tiny":
+        return HRNet(HRNET_TINY_STAGES)
+    if backbone_type == "cpn":
+        return CPN()
+    raise ValueError("unknown backbone type '%s'; use one of %s"
+                     % (backbone_type, ", ".join(PRETRAINED_FILES)))
+
+
+class CA_PF(nn.Module):
+    """forward(images (B,256,192,3) prepared, keypoints_2d (B,17,2), keypoints_2d_crop (B,17,2))
+    -> (B,1,17,3) root-relative camera-frame joints (spec 3)."""
+
+    def __init__(self, backbone, volume_net, frozen_backbone=True):
+        super().__init__()
+        self.backbone = backbone
+        self.volume_net = volume_net
+        self.frozen_backbone = frozen_backbone
+        if frozen_backbone:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode=True):
+        """A frozen backbone (and its BatchNorm statistics) stays in eval mode while training."""
+        super().train(mode)
+        if self.frozen_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward(self, images, keypoints_2d, keypoints_2d_crop):
+        images = images.permute(0, 3, 1, 2)  # (B, 3, 256, 192)
+        # Crop pixels -> grid coordinates. QUIRK: divides by (96, 128), not (95.5, 127.5), so
+        # x = 191 maps to 0.99 rather than 1 (the reference does this in place on its argument;
+        # here the argument is left untouched).
+        ref = keypoints_2d_crop / keypoints_2d_crop.new_tensor([96.0, 128.0]) - 1  # (B, 17, 2)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_backbone):
+            features = self.backbone(images)  # 4 maps (B, C_l, H_l, W_l)
+        features = features[:len(self.volume_net.feat_embed)]
+        return self.volume_net(keypoints_2d, ref, features)
+
+
+def build_model(config):
+    """The CA_PF model that `config.model` describes (random initialisation; no files read)."""
+    model_config = config.model
+    backbone = build_backbone(model_config.backbone.type)
+    volume_net = ContextPoseFormer(
+        feature_channels=backbone.feature_channels[:model_config.levels],
+        embed_dim_ratio=model_config.embed_dim_ratio,
+        depth=model_config.depth,
+        drop_path_rate=model_config.drop_path_rate,
+    )
+    return CA_PF(backbone, volume_net, frozen_backbone=model_config.backbone.frozen)

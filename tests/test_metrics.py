@@ -1,0 +1,86 @@
+"""Metrics (VideoPose3D conventions) against the reference values, and the per-action table."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import reference_path
+from mvn.metrics import format_table, mpjpe, mpjve, n_mpjpe, p_mpjpe, per_action_errors
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return dict(np.load(reference_path("metric_vectors.npz")))
+
+
+def test_metrics_match_reference_values_numpy(vectors):
+    gt, pred = vectors["gt"], vectors["pred"]
+    assert mpjpe(pred, gt) == pytest.approx(float(vectors["mpjpe"]), abs=1e-6)
+    assert n_mpjpe(pred, gt) == pytest.approx(float(vectors["n_mpjpe"]), abs=1e-6)
+    assert p_mpjpe(pred[:, 0], gt[:, 0]) == pytest.approx(float(vectors["p_mpjpe"]), abs=1e-6)
+    assert mpjve(pred[:, 0], gt[:, 0]) == pytest.approx(float(vectors["mpjve"]), abs=1e-6)
+
+
+def test_metrics_match_reference_values_torch(vectors):
+    gt, pred = torch.from_numpy(vectors["gt"]), torch.from_numpy(vectors["pred"])
+    for fn, key, args in [(mpjpe, "mpjpe", (pred, gt)), (n_mpjpe, "n_mpjpe", (pred, gt)),
+                          (p_mpjpe, "p_mpjpe", (pred[:, 0], gt[:, 0])),
+                          (mpjve, "mpjve", (pred[:, 0], gt[:, 0]))]:
+        value = fn(*args)
+        assert torch.is_tensor(value) and value.dtype == torch.float32
+        assert float(value) == pytest.approx(float(vectors[key]), abs=1e-6), key
+
+
+def test_p_mpjpe_per_frame_and_invariances(vectors):
+    gt = vectors["gt"][:, 0].astype(np.float64)
+    per_frame = p_mpjpe(vectors["pred"][:, 0], gt, reduce=False)
+    assert per_frame.shape == (50,)
+    assert per_frame.mean() == pytest.approx(float(vectors["p_mpjpe"]), abs=1e-6)
+    # A rotated, scaled and shifted copy of the target aligns back to zero error.
+    angle = 0.7
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                         [0, 0, 1]])
+    moved = 1.7 * gt @ rotation.T + np.array([0.3, -0.2, 4.0])
+    assert p_mpjpe(moved, gt) == pytest.approx(0.0, abs=1e-9)
+    # A mirror image is not a rotation: reflections are excluded, so the error stays.
+    mirrored = gt * np.array([-1.0, 1.0, 1.0])
+    assert p_mpjpe(mirrored, gt) > 0.01
+
+
+def test_p_mpjpe_degenerate_frames_do_not_divide_by_zero():
+    gt = np.random.RandomState(0).randn(3, 17, 3)
+    pred = gt.copy()
+    pred[1] = 0.0          # all joints at one point (e.g. padding)
+    gt[2] = 0.0            # degenerate target
+    errors = p_mpjpe(pred, gt, reduce=False)
+    assert np.all(np.isfinite(errors))
+    assert errors[0] == pytest.approx(0.0, abs=1e-9)
+    # prediction collapsed to a point: aligned to the target centroid
+    centroid_error = np.linalg.norm(gt[1] - gt[1].mean(0), axis=-1).mean()
+    assert errors[1] == pytest.approx(centroid_error)
+
+
+def test_mpjve_crosses_sequence_boundaries_like_reference():
+    gt = np.zeros((4, 17, 3))
+    pred = np.zeros((4, 17, 3))
+    pred[2:] = 1.0  # a jump between frame 1 and 2 (e.g. a video boundary)
+    assert mpjve(pred, gt) == pytest.approx(np.sqrt(3) / 3)
+
+
+def test_per_action_table_averages_actions_and_reports_missing(caplog):
+    rng = np.random.RandomState(1)
+    gt = rng.randn(6, 17, 3) * 0.1
+    pred = gt.copy()
+    pred[:4] += np.array([0.01, 0, 0])  # Directions frames: 10 mm off
+    pred[4:] += np.array([0, 0.03, 0])  # Eating frames: 30 mm off
+    actions = np.array([2, 2, 2, 2, 4, 4])
+    table = per_action_errors(pred, gt, actions)
+    assert table["actions"]["Directions"]["p1"] == pytest.approx(10.0)
+    assert table["actions"]["Eating"]["p1"] == pytest.approx(30.0)
+    assert table["actions"]["Directions"]["frames"] == 4
+    # plain mean over actions, not frame-weighted: (10 + 30) / 2, not (4*10 + 2*30) / 6
+    assert table["average"]["p1"] == pytest.approx(20.0)
+    assert table["average"]["p2"] == pytest.approx(0.0, abs=1e-6)
+    assert len(table["missing"]) == 13 and "Walking" in table["missing"]
+    assert "left out" in caplog.text
+    text = format_table(table)
+    assert "Directions" in text and "average" in text and "20.00" in text
