@@ -104,6 +104,11 @@ def _closest(name):
 
 def _check_type(name, value, default, source):
     expected = type(default)
+    if isinstance(default, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
