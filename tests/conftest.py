@@ -47,3 +47,27 @@ def fill_state_dict(state_dict):
             value = 0.1 * r
         t.copy_(value)
     return state_dict
+
+
+def run_toolbox(script, *args):
+    """Run an H36M-Toolbox script as a user would; fail the test with its output if it fails."""
+    import subprocess
+    import sys
+    command = [sys.executable, os.path.join(REPO_ROOT, "H36M-Toolbox", script)] + list(args)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        pytest.fail("%s failed (%d):\n%s\n%s" % (" ".join(command), result.returncode,
+                                                  result.stdout[-2000:], result.stderr[-4000:]))
+    return result
+
+
+@pytest.fixture(scope="session")
+def synthetic_h36m(tmp_path_factory):
+    """A small synthetic Human3.6M (S1 train, S9 validation; 2 actions x 2 trials x 4 cameras x
+    6 frames) taken through synthesis -> frame extraction -> labels. Returns its root folder."""
+    root = str(tmp_path_factory.mktemp("h36m"))
+    run_toolbox("synthesize_h36m.py", "--root", root, "--subjects", "1", "9",
+                "--actions", "2", "3", "--frames", "6", "--seed", "0")
+    run_toolbox("video_to_images.py", "--root", root)
+    run_toolbox("generate_labels_h36m.py", "--root", root)
+    return root

@@ -1,0 +1,20 @@
+"""Datasets: Human3.6M from label pickles + images, or from the pre-cropped store."""
+from .human36m import Human36MDataset, MissingImageError
+from .labels import LabelColumns, LabelError, load_label_columns
+
+
+def build_dataset(config, split):
+    """The dataset of `split` ('train' or 'val') that `config.dataset` describes."""
+    if split not in ("train", "val"):
+        raise ValueError("split must be 'train' or 'val', got %r" % split)
+    d = config.dataset
+    labels_path = d.train_labels_path if split == "train" else d.val_labels_path
+    stride = d.train_frame_stride if split == "train" else d.val_frame_stride
+    if d.format == "pkl":
+        return Human36MDataset(d.root, labels_path, frame_stride=stride,
+                               image_shape=d.image_shape)
+    raise ValueError("dataset.format '%s' is not available" % d.format)
+
+
+__all__ = ["Human36MDataset", "MissingImageError", "LabelColumns", "LabelError",
+           "load_label_columns", "build_dataset"]

@@ -1,0 +1,190 @@
+"""train.py end to end on a tiny synthetic Human3.6M: distributed training and evaluation,
+resume, published-format checkpoints, and the failure modes a user meets."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+import train as train_cli
+from mvn import engine
+from mvn.config import load_config
+
+CONFIG = os.path.join(REPO_ROOT, "experiments", "synthetic", "tiny.yaml")
+
+
+def options(root, **extra):
+    values = {
+        "dataset.root": os.path.join(root, "images"),
+        "dataset.train_labels_path": os.path.join(root, "h36m_train.pkl"),
+        "dataset.val_labels_path": os.path.join(root, "h36m_validation.pkl"),
+        "dataset.num_workers": 0,
+        "dataset.val_frame_stride": 9,      # 96 frames -> 11: uneven shards over 2 processes
+        "train.batch_size": 8,
+        "train.max_steps_per_epoch": 2,
+        "train.n_epochs": 1,
+        "train.vis_every_epoch": False,
+        "val.batch_size": 4,
+    }
+    values.update(extra)
+    return ["%s=%s" % item for item in values.items()]
+
+
+def run_train(args, nproc=1):
+    """train.py through torchrun (nproc > 1) or plain python; returns the CompletedProcess."""
+    if nproc > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=%d" % nproc,
+                   "--master_port=0", "train.py"]
+    else:
+        command = [sys.executable, "train.py"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(command + args, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+
+
+def only_folder(logdir):
+    folders = [os.path.join(logdir, d) for d in os.listdir(logdir)]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_h36m, tmp_path_factory):
+    """Two-process gloo training (torchrun) of one short epoch; returns (root, experiment folder)."""
+    logdir = str(tmp_path_factory.mktemp("logs"))
+    result = run_train(["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
+                        "--opts"] + options(synthetic_h36m), nproc=2)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return synthetic_h36m, only_folder(logdir)
+
+
+def test_two_process_training_writes_experiment_folder(trained):
+    _, folder = trained
+    for name in ("config.yaml", "train.log", "best_evaluation.json", "best_evaluation.csv",
+                 "checkpoints/best_epoch.bin", "checkpoints/last.bin"):
+        assert os.path.isfile(os.path.join(folder, name)), name
+    assert any(f.startswith("events") for f in os.listdir(os.path.join(folder, "tensorboard")))
+    best = torch.load(os.path.join(folder, "checkpoints/best_epoch.bin"), weights_only=True)
+    assert set(best) == {"epoch", "lr", "model", "optimizer"}  # the reference format
+    assert all(k.startswith("module.") for k in best["model"])
+    assert best["lr"] == pytest.approx(0.002 * 0.99)  # one epoch of lr decay
+    groups = best["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([0.002 * 0.99, 0.0002 * 0.99])
+    last = torch.load(os.path.join(folder, "checkpoints/last.bin"), weights_only=True)
+    assert last["epoch"] == 0 and "rng" in last and len(last["history"]) == 1
+    table = json.load(open(os.path.join(folder, "best_evaluation.json")))
+    assert set(table["actions"]) == {"Directions", "Discussion"}
+    assert table["average"]["frames"] == 11
+
+
+def evaluate_cli(root, checkpoint, logdir, nproc):
+    result = run_train(["--config", CONFIG, "--logdir", logdir, "--device", "cpu", "--eval",
+                        "--checkpoint", checkpoint, "--opts"] + options(root), nproc=nproc)
+    assert result.returncode == 0, result.stderr[-4000:]
+    folder = only_folder(logdir)
+    assert os.path.isfile(os.path.join(folder, "best_worst_frames.png"))
+    with open(os.path.join(folder, "evaluation.json")) as f:
+        return json.load(f), result
+
+
+def test_two_process_evaluation_equals_one_process(trained, tmp_path):
+    root, folder = trained
+    checkpoint = os.path.join(folder, "checkpoints", "best_epoch.bin")  # `module.` keys
+    one, result = evaluate_cli(root, checkpoint, str(tmp_path / "one"), nproc=1)
+    two, _ = evaluate_cli(root, checkpoint, str(tmp_path / "two"), nproc=2)
+    assert one == two  # every frame once, in order: exactly the same numbers
+    assert one["average"]["frames"] == 11
+    assert "average" in result.stderr and "Directions" in result.stderr  # the printed table
+
+
+def test_reference_checkpoint_name_is_found(trained, tmp_path):
+    root, folder = trained
+    shutil.copy(os.path.join(folder, "checkpoints", "best_epoch.bin"),
+                tmp_path / "best_epoch_hrnet_tiny.bin")
+    table, _ = evaluate_cli(root, str(tmp_path / "best_epoch.bin"), str(tmp_path / "logs"), 1)
+    assert table["average"]["frames"] == 11
+
+
+def final_weights(folder):
+    return torch.load(os.path.join(folder, "checkpoints", "last.bin"), weights_only=True)
+
+
+def test_resumed_run_reproduces_uninterrupted_weights(synthetic_h36m, tmp_path):
+    straight = str(tmp_path / "straight")
+    assert train_cli.main(["--config", CONFIG, "--logdir", straight, "--device", "cpu", "--opts"]
+                          + options(synthetic_h36m, **{"train.n_epochs": 2})) == 0
+    interrupted = str(tmp_path / "interrupted")
+    assert train_cli.main(["--config", CONFIG, "--logdir", interrupted, "--device", "cpu",
+                           "--opts"] + options(synthetic_h36m, **{"train.n_epochs": 1})) == 0
+    folder = only_folder(interrupted)
+    assert train_cli.main(["--config", CONFIG, "--logdir", interrupted, "--device", "cpu",
+                           "--resume", folder, "--opts"]
+                          + options(synthetic_h36m, **{"train.n_epochs": 2})) == 0
+    a, b = final_weights(only_folder(straight)), final_weights(folder)
+    assert a["epoch"] == b["epoch"] == 1
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["history"] == b["history"][:1] + b["history"][1:]
+    assert a["history"][1]["p1"] == b["history"][1]["p1"]
+
+
+def test_missing_image_names_file_and_record(synthetic_h36m, tmp_path, capsys):
+    root = str(tmp_path / "copy")
+    shutil.copytree(synthetic_h36m, root)
+    with open(os.path.join(root, "h36m_validation.pkl"), "rb") as f:
+        first = pickle.load(f)[0]["image"]
+    os.remove(os.path.join(root, "images", first))
+    code = train_cli.main(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
+                           "cpu", "--eval", "--checkpoint", str(tmp_path / "x.bin"), "--opts"]
+                          + options(root))
+    assert code == 2  # no checkpoint yet: that error comes first
+    assert "x.bin not found" in capsys.readouterr().err
+    model_path = tmp_path / "best_epoch.bin"
+    config = load_config(CONFIG, options(root))
+    from mvn.models import build_model
+    torch.save({"epoch": 0, "lr": 0.0, "model": engine.model_state_with_module_prefix(
+        build_model(config)), "optimizer": {}}, model_path)
+    code = train_cli.main(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
+                           "cpu", "--eval", "--checkpoint", str(model_path), "--opts"]
+                          + options(root, **{"dataset.val_frame_stride": 1}))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert first in err and "record 0" in err and "h36m_validation.pkl" in err
+
+
+def test_label_file_of_wrong_kind_is_one_clear_error(synthetic_h36m, tmp_path, capsys):
+    wrong = tmp_path / "coco_labels.pkl"
+    with open(wrong, "wb") as f:
+        pickle.dump([{"image": "a.jpg", "keypoints": np.zeros((17, 3))}], f)
+    code = train_cli.main(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
+                           "cpu", "--opts"] + options(synthetic_h36m, **{
+                               "dataset.train_labels_path": str(wrong)}))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "coco_labels.pkl is not a CA-PF Human3.6M label file" in err and "joints_3d" in err
+
+
+def test_nan_loss_step_is_skipped_and_counted(synthetic_h36m):
+    config = load_config(CONFIG, options(synthetic_h36m))
+    processes = engine.Processes(0, 1, 0, torch.device("cpu"))
+    from mvn.datasets import build_dataset
+    from mvn.models import build_model
+    dataset = build_dataset(config, "train")
+    good = torch.utils.data.default_collate([dataset[i] for i in range(4)])
+    bad = {k: v.clone() for k, v in good.items()}
+    bad["keypoints_3d"][0, 0, 3, 0] = float("nan")
+    model = build_model(config)
+    optimizer = engine.make_optimizer(model, config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats, step = engine.train_one_epoch(model, [bad], optimizer, config, 0, processes)
+    assert stats["skipped_steps"] == 1 and stats["steps"] == 0 and step == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    stats, step = engine.train_one_epoch(model, [bad, good], optimizer, config, 0, processes)
+    assert stats["skipped_steps"] == 1 and stats["steps"] == 1 and step == 1
+    assert not torch.equal(before["volume_net.head.1.weight"],
+                           model.state_dict()["volume_net.head.1.weight"])

@@ -1,0 +1,69 @@
+"""Train or evaluate CA-PF. Accepts the published commands unchanged:
+
+    python -m torch.distributed.launch --nproc_per_node=4 --master_port=29500 train.py \
+        --config experiments/human36m/train/human36m_vol_softmax_single.yaml --logdir ./logs [--eval]
+    torchrun --nproc_per_node=4 train.py --config ... --logdir ./logs
+    python train.py --config experiments/synthetic/tiny.yaml --logdir ./logs --device cpu
+"""
+import argparse
+import sys
+
+from mvn.config import ConfigError, load_config
+from mvn.datasets import LabelError, MissingImageError
+from mvn.models.weights import WeightsError, find_checkpoint
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML file under experiments/")
+    parser.add_argument("--logdir", default="./logs", help="experiment folders go here")
+    parser.add_argument("--eval", action="store_true", help="evaluate --checkpoint, no training")
+    parser.add_argument("--eval_dataset", choices=("train", "val"), default="val",
+                        help="split evaluated by --eval")
+    parser.add_argument("--checkpoint", default="checkpoint/best_epoch.bin",
+                        help="weights for --eval (also finds best_epoch_<backbone>.bin)")
+    parser.add_argument("--backbone", choices=("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny"),
+                        help="overrides model.backbone.type")
+    parser.add_argument("--resume", help="experiment folder or its checkpoints/last.bin")
+    parser.add_argument("--seed", type=int, help="overrides seed")
+    parser.add_argument("--device", choices=("cpu", "cuda"),
+                        help="default: cuda when available (NCCL), else cpu (gloo)")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int,
+                        help="set by torch.distributed.launch (LOCAL_RANK also works)")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. train.batch_size=64 val.flip_test=false")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    overrides = list(args.opts)
+    if args.backbone:
+        overrides.append("model.backbone.type=%s" % args.backbone)
+    if args.seed is not None:
+        overrides.append("seed=%d" % args.seed)
+    # Imported here so that `--help` and config errors are instant.
+    from mvn import engine
+
+    processes = None
+    try:
+        config = load_config(args.config, overrides)
+        if args.eval:
+            checkpoint = find_checkpoint(args.checkpoint, config.model.backbone.type)
+        processes = engine.setup_processes(args.device, args.local_rank)
+        if args.eval:
+            engine.run_evaluation(config, processes, args.logdir, checkpoint, args.eval_dataset)
+        else:
+            engine.fit(config, processes, args.logdir, resume=args.resume)
+    except (ConfigError, WeightsError, LabelError, MissingImageError) as error:
+        print("error: %s" % error, file=sys.stderr)
+        return 2
+    finally:
+        if processes is not None:
+            engine.cleanup_processes(processes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
