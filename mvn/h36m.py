@@ -52,3 +52,24 @@ def sequence_name(subject, action, subaction):
 def trial_name(action, subaction):
     """Evaluation trial name, e.g. (2, 1) -> 'Directions-1' (spec 5)."""
     return "%s-%d" % (ACTION_NAMES[action], subaction)
+
+
+def image_sequence_name(subject, action, subaction, camera_index):
+    """Folder of a sequence's extracted frames, e.g. (9, 2, 1, 0) -> 's_09_act_02_subact_01_ca_01'."""
+    return "s_%02d_act_%02d_subact_%02d_ca_%02d" % (subject, action, subaction, camera_index + 1)
+
+
+def image_name(subject, action, subaction, camera_index, frame):
+    """Frame path relative to the images root (`frame` 1-based), as in the label records' `image`."""
+    folder = image_sequence_name(subject, action, subaction, camera_index)
+    return "%s/%s_%06d.jpg" % (folder, folder, frame)
+
+
+def detection_names(subject, action, subaction):
+    """Names to try, in order, for a sequence in the CPN detection file (VideoPose3D release).
+
+    QUIRK: that file renames "TakingPhoto" -> "Photo" and "WalkingDog" -> "WalkDog" (human36m-data.md).
+    """
+    name = sequence_name(subject, action, subaction)
+    renamed = name.replace("TakingPhoto", "Photo").replace("WalkingDog", "WalkDog")
+    return (name,) if renamed == name else (name, renamed)

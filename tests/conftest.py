@@ -66,8 +66,8 @@ def synthetic_h36m(tmp_path_factory):
     """A small synthetic Human3.6M (S1 train, S9 validation; 2 actions x 2 trials x 4 cameras x
     6 frames) taken through synthesis -> frame extraction -> labels. Returns its root folder."""
     root = str(tmp_path_factory.mktemp("h36m"))
-    run_toolbox("synthesize_h36m.py", "--root", root, "--subjects", "1", "9",
-                "--actions", "2", "3", "--frames", "6", "--seed", "0")
-    run_toolbox("video_to_images.py", "--root", root)
-    run_toolbox("generate_labels_h36m.py", "--root", root)
+    subset = ["--subjects", "1", "9", "--actions", "2", "3"]
+    run_toolbox("synthesize_h36m.py", "--root", root, *subset, "--frames", "6", "--seed", "0")
+    run_toolbox("video_to_images.py", "--root", root, *subset)
+    run_toolbox("generate_labels_h36m.py", "--root", root, *subset)
     return root
