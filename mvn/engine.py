@@ -201,25 +201,28 @@ def find_resume_checkpoint(path):
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 
-def shard_range(length, rank, world_size):
-    """Contiguous shard of [0, length) for `rank`: every frame exactly once, no padding."""
-    per_rank = math.ceil(length / world_size)
+def shard_range(length, rank, world_size, batch_size=1):
+    """Contiguous shard of [0, length) for `rank`: every frame exactly once, no padding.
+
+    Shards start on multiples of `batch_size`, so every batch holds the same frames whatever the
+    number of processes: batched kernels then give bit-identical predictions for 1 and N."""
+    batches = math.ceil(length / batch_size)
+    per_rank = math.ceil(batches / world_size) * batch_size
     return range(min(rank * per_rank, length), min((rank + 1) * per_rank, length))
 
 
-def gather_in_order(local, length, processes):
-    """Concatenate every rank's contiguous shard (rank order), trimmed to `length` rows."""
+def gather_in_order(local, length, processes, batch_size=1):
+    """Concatenate every rank's shard of `shard_range` (rank order): the (length, ...) result."""
     if not processes.distributed:
         return local
-    per_rank = math.ceil(length / processes.world_size)
+    sizes = [len(shard_range(length, r, processes.world_size, batch_size))
+             for r in range(processes.world_size)]
     device = processes.device
-    padded = torch.zeros((per_rank,) + tuple(local.shape[1:]), dtype=local.dtype, device=device)
+    padded = torch.zeros((max(sizes),) + tuple(local.shape[1:]), dtype=local.dtype, device=device)
     padded[:len(local)] = local.to(device)
     gathered = [torch.empty_like(padded) for _ in range(processes.world_size)]
     dist.all_gather(gathered, padded)
-    rows = [g[:len(shard_range(length, r, processes.world_size))].cpu()
-            for r, g in enumerate(gathered)]
-    return torch.cat(rows)
+    return torch.cat([g[:size].cpu() for g, size in zip(gathered, sizes)])
 
 
 def make_loader(dataset, batch_size, config, device, sampler=None, shuffle=False):
@@ -241,8 +244,9 @@ def predict(model, dataset, config, processes, progress=True):
     length = len(dataset)
     if config.val.max_batches > 0:
         length = min(length, config.val.max_batches * config.val.batch_size)
-    shard = shard_range(length, processes.rank, processes.world_size)
-    loader = make_loader(Subset(dataset, list(shard)), config.val.batch_size, config,
+    batch_size = config.val.batch_size
+    shard = shard_range(length, processes.rank, processes.world_size, batch_size)
+    loader = make_loader(Subset(dataset, list(shard)), batch_size, config,
                          processes.device)
     predictions, targets = [], []
     backbone = config.model.backbone.type
@@ -260,8 +264,8 @@ def predict(model, dataset, config, processes, progress=True):
     empty = torch.zeros(0, 17, 3, device=processes.device)
     local_predictions = torch.cat(predictions) if predictions else empty
     local_targets = torch.cat(targets) if targets else empty
-    return (gather_in_order(local_predictions, length, processes).cpu(),
-            gather_in_order(local_targets, length, processes).cpu())
+    return (gather_in_order(local_predictions, length, processes, batch_size).cpu(),
+            gather_in_order(local_targets, length, processes, batch_size).cpu())
 
 
 def evaluate(model, dataset, config, processes):

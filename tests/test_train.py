@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -36,15 +37,22 @@ def options(root, **extra):
     return ["%s=%s" % item for item in values.items()]
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_train(args, nproc=1):
     """train.py through torchrun (nproc > 1) or plain python; returns the CompletedProcess."""
     if nproc > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=%d" % nproc,
-                   "--master_port=0", "train.py"]
+                   "--master_addr=127.0.0.1", "--master_port=%d" % free_port(), "train.py"]
     else:
         command = [sys.executable, "train.py"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(command + args, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    return subprocess.run(command + args, capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                          timeout=600)
 
 
 def only_folder(logdir):
@@ -129,8 +137,10 @@ def test_resumed_run_reproduces_uninterrupted_weights(synthetic_h36m, tmp_path):
     assert a["epoch"] == b["epoch"] == 1
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert a["history"] == b["history"][:1] + b["history"][1:]
-    assert a["history"][1]["p1"] == b["history"][1]["p1"]
+    def without_speed(history):
+        return [{k: v for k, v in h.items() if k != "samples_per_s"} for h in history]
+    assert len(b["history"]) == 2
+    assert without_speed(a["history"]) == without_speed(b["history"])  # losses, P1, P2 equal
 
 
 def test_missing_image_names_file_and_record(synthetic_h36m, tmp_path, capsys):
