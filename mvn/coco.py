@@ -1,0 +1,196 @@
+"""2D joints from the HRNet backbone's COCO heatmap head, converted to the Human3.6M skeleton.
+
+Used by `demo.py` on the user's own images, where no 2D detections come with the frames:
+1. the person box -> a 256x192 crop (`box_to_center_scale`, then `mvn.geometry.crop_image`);
+2. HRNet features[0] (C ch, 64x48) -> `final_layer` (the 1x1 conv of the published COCO file
+   `pose_hrnet_w32_256x192.pth`) -> 17 COCO heatmaps;
+3. `decode_heatmaps`: argmax + a quarter-pixel shift towards the higher neighbour (HRNet's
+   `get_final_preds`), scaled to crop pixels, then mapped to the frame by the inverse crop affine;
+4. `coco_to_h36m`: COCO's 17 keypoints -> Human3.6M's 17 joints (the table below).
+"""
+import copy
+import logging
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mvn.geometry import CROP_SIZE
+from mvn.models.weights import WeightsError, check_state_dict, extract_state_dict, \
+    read_weights_file
+
+logger = logging.getLogger(__name__)
+
+COCO_KEYPOINT_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",                 # 0..4
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",          # 5..8
+    "left_wrist", "right_wrist", "left_hip", "right_hip",                    # 9..12
+    "left_knee", "right_knee", "left_ankle", "right_ankle",                  # 13..16
+)
+HEAD_PREFIX = "final_layer."  # the COCO heatmap head's keys in the published HRNet files
+PIXEL_STD = 200.0             # HRNet's box scale unit: scale = size / 200
+BOX_PADDING = 1.25            # HRNet's enlargement of a detector box (box_to_center_scale)
+
+# Human3.6M joint <- COCO keypoints, as weights of a weighted mean (every row sums to 1, so the
+# conversion commutes with any affine map: crop pixels, frame pixels, normalised screen).
+HEAD_EXTENSION = 0.5  # head = face + 0.5 (face - thorax): the top of the head, along the neck
+H36M_FROM_COCO = (
+    ("pelvis", {11: 0.5, 12: 0.5}),                      # mid-hips
+    ("r_hip", {12: 1.0}),
+    ("r_knee", {14: 1.0}),
+    ("r_ankle", {16: 1.0}),
+    ("l_hip", {11: 1.0}),
+    ("l_knee", {13: 1.0}),
+    ("l_ankle", {15: 1.0}),
+    ("spine", {11: 0.25, 12: 0.25, 5: 0.25, 6: 0.25}),   # midpoint of pelvis and thorax
+    ("thorax", {5: 0.5, 6: 0.5}),                        # mid-shoulders
+    ("neck/nose", {0: 1.0}),                             # nose
+    # face = mean of eyes and ears; head = face + HEAD_EXTENSION * (face - thorax)
+    ("head", {1: 0.25 * (1 + HEAD_EXTENSION), 2: 0.25 * (1 + HEAD_EXTENSION),
+              3: 0.25 * (1 + HEAD_EXTENSION), 4: 0.25 * (1 + HEAD_EXTENSION),
+              5: -0.5 * HEAD_EXTENSION, 6: -0.5 * HEAD_EXTENSION}),
+    ("l_shoulder", {5: 1.0}),
+    ("l_elbow", {7: 1.0}),
+    ("l_wrist", {9: 1.0}),
+    ("r_shoulder", {6: 1.0}),
+    ("r_elbow", {8: 1.0}),
+    ("r_wrist", {10: 1.0}),
+)
+COCO_TO_H36M = np.zeros((17, 17))  # (H36M joint, COCO keypoint) weights
+for _joint, (_name, _weights) in enumerate(H36M_FROM_COCO):
+    for _keypoint, _weight in _weights.items():
+        COCO_TO_H36M[_joint, _keypoint] = _weight
+
+
+def coco_to_h36m(keypoints_coco):
+    """(..., 17, D) COCO keypoints (any coordinates) -> (..., 17, D) Human3.6M joints."""
+    keypoints_coco = np.asarray(keypoints_coco, dtype=np.float64)
+    return np.einsum("hc,...cd->...hd", COCO_TO_H36M, keypoints_coco)
+
+
+def coco_scores_to_h36m(scores_coco):
+    """(..., 17) COCO keypoint confidences -> (..., 17): the lowest of each joint's sources."""
+    scores_coco = np.asarray(scores_coco, dtype=np.float64)
+    used = np.where(COCO_TO_H36M != 0, 0.0, np.inf)  # (17, 17): 0 where the keypoint is used
+    return np.min(scores_coco[..., None, :] + used, axis=-1)
+
+
+def box_to_center_scale(boxes_px, padding=BOX_PADDING, aspect_ratio=CROP_SIZE[0] / CROP_SIZE[1]):
+    """(..., 4) boxes x1, y1, x2, y2 -> center (..., 2) px, scale (..., 2) = (w, h) / 200.
+
+    As HRNet's demo `box_to_center_scale`: the box is widened or heightened to the crop's
+    192:256 aspect ratio around its centre, then enlarged by `padding` (1.25)."""
+    boxes_px = np.asarray(boxes_px, dtype=np.float64)
+    center = (boxes_px[..., :2] + boxes_px[..., 2:]) / 2
+    width = boxes_px[..., 2] - boxes_px[..., 0]
+    height = boxes_px[..., 3] - boxes_px[..., 1]
+    width, height = (np.maximum(width, height * aspect_ratio),
+                     np.maximum(height, width / aspect_ratio))
+    scale = np.stack([width, height], axis=-1) / PIXEL_STD * padding
+    return center, scale
+
+
+def box_from_keypoints(keypoints_px):
+    """(..., J, 2) joints -> (..., 4) their tight bounding box x1, y1, x2, y2 (finite joints)."""
+    keypoints_px = np.asarray(keypoints_px, dtype=np.float64)
+    return np.concatenate([np.nanmin(keypoints_px, axis=-2), np.nanmax(keypoints_px, axis=-2)], -1)
+
+
+def decode_heatmaps(heatmaps):
+    """(B, J, H, W) heatmaps -> coordinates (B, J, 2) in heatmap pixels (x, y), scores (B, J).
+
+    The argmax, moved a quarter pixel towards the higher neighbour along x and along y (HRNet's
+    `get_final_preds`). QUIRK: like HRNet, no shift when the argmax lies on the first two or the
+    last column / row (its test is `1 < x < W - 1`). Unlike HRNet's `get_max_preds`, a joint
+    whose maximum is <= 0 keeps its argmax (HRNet moves it to (0, 0)); its score tells."""
+    batch, joints, height, width = heatmaps.shape
+    flat = heatmaps.reshape(batch, joints, height * width)
+    index = flat.argmax(-1)                                    # (B, J), first maximum
+    scores = flat.gather(-1, index[..., None])[..., 0]
+    x, y = index % width, torch.div(index, width, rounding_mode="floor")
+    inside = (x > 1) & (x < width - 1) & (y > 1) & (y < height - 1)
+    xc, yc = x.clamp(1, width - 2), y.clamp(1, height - 2)    # neighbours exist (used if inside)
+
+    def value(row, column):
+        return flat.gather(-1, (row * width + column)[..., None])[..., 0]
+
+    dx = torch.sign(value(yc, xc + 1) - value(yc, xc - 1))
+    dy = torch.sign(value(yc + 1, xc) - value(yc - 1, xc))
+    shift = torch.stack([dx, dy], -1) * 0.25 * inside[..., None]
+    coords = torch.stack([x, y], -1).to(heatmaps.dtype) + shift  # (B, J, 2)
+    return coords, scores
+
+
+def heatmap_to_crop_px(coords, heatmap_size=(48, 64), crop_size=CROP_SIZE):
+    """(..., 2) heatmap pixels -> crop pixels: x * 192 / 48 (= 4), as HRNet was trained."""
+    return coords * coords.new_tensor([crop_size[0] / heatmap_size[0],
+                                       crop_size[1] / heatmap_size[1]])
+
+
+class CocoHeatmapHead(nn.Module):
+    """HRNet's `final_layer`: features[0] (B, C, 64, 48) -> (B, 17, 64, 48) COCO heatmaps."""
+
+    def __init__(self, in_channels, num_keypoints=17, kernel_size=1):
+        super().__init__()
+        self.final_layer = nn.Conv2d(in_channels, num_keypoints, kernel_size,
+                                     padding=kernel_size // 2)
+
+    def forward(self, features):
+        return self.final_layer(features)
+
+
+class CocoKeypointDetector(nn.Module):
+    """HRNet backbone + COCO heatmap head: prepared crops -> COCO keypoints in crop pixels."""
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images):
+        """(B, 256, 192, 3) prepared (mvn.batch.prepare_images) -> (B, 17, 64, 48) heatmaps."""
+        return self.head(self.backbone(images.permute(0, 3, 1, 2))[0])
+
+    @torch.no_grad()
+    def detect(self, images):
+        """(B, 256, 192, 3) prepared -> COCO keypoints (B, 17, 2) crop pixels, scores (B, 17)."""
+        heatmaps = self(images)
+        coords, scores = decode_heatmaps(heatmaps.float())
+        size = (heatmaps.shape[-1], heatmaps.shape[-2])
+        crop_size = (images.shape[2], images.shape[1])
+        return heatmap_to_crop_px(coords, size, crop_size), scores
+
+
+def load_coco_detector(backbone, path):
+    """A CocoKeypointDetector from the COCO file at `path` over `backbone` (an HRNet).
+
+    The file's `final_layer.*` make the head. If the file also holds backbone weights (the
+    published file does) and they differ from `backbone`'s, the detector uses a copy of the
+    backbone with the file's weights, so the heatmaps are exactly the published network's."""
+    state_dict = extract_state_dict(read_weights_file(path), path)
+    head_state = {k[len(HEAD_PREFIX):]: v for k, v in state_dict.items()
+                  if k.startswith(HEAD_PREFIX)}
+    if "weight" not in head_state:
+        raise WeightsError("%s holds no %sweight (the COCO heatmap head): use the published "
+                           "HRNet COCO file, e.g. pose_hrnet_w32_256x192.pth" % (path, HEAD_PREFIX))
+    weight = head_state["weight"]  # (17, C, k, k)
+    in_channels = backbone.feature_channels[0]
+    if weight.dim() != 4 or weight.shape[1] != in_channels:
+        raise WeightsError("%s: %sweight has shape %s but the backbone's features[0] has %d "
+                           "channels (expected (17, %d, 1, 1)): the file is for another HRNet width"
+                           % (path, HEAD_PREFIX, tuple(weight.shape), in_channels, in_channels))
+    head = CocoHeatmapHead(in_channels, weight.shape[0], weight.shape[-1])
+    head_state = {HEAD_PREFIX + k: v for k, v in head_state.items()}
+    check_state_dict(head, head_state, path, what="COCO heatmap head")
+    head.load_state_dict(head_state, strict=True)
+
+    backbone_state = {k: v for k, v in state_dict.items() if not k.startswith(HEAD_PREFIX)}
+    if backbone_state:
+        check_state_dict(backbone, backbone_state, path, what="HRNet backbone")
+        current = backbone.state_dict()
+        if any(not torch.equal(current[k].cpu(), v) for k, v in backbone_state.items()):
+            logger.info("%s: its backbone differs from the checkpoint's; the 2D detector uses "
+                        "the file's", path)
+            backbone = copy.deepcopy(backbone)
+            backbone.load_state_dict(backbone_state, strict=True)
+    return CocoKeypointDetector(backbone, head).eval()

@@ -1,0 +1,206 @@
+"""Pictures of poses: a 2D skeleton over an image, 3D predictions beside the ground truth.
+
+Everything is drawn off screen (OpenCV for 2D, matplotlib's Agg canvas for 3D, no pyplot state)
+and returned as uint8 arrays, ready for `cv2.imwrite` (BGR) or TensorBoard (`add_image(...,
+dataformats='HWC')`, RGB). Left joints are blue, right joints orange, the spine and head green,
+so a mirrored prediction is visible at a glance.
+
+3D poses are in the camera frame (x right, y down, z forward, metres). They are plotted as
+(x, z, -y), so the person stands upright with depth going into the picture; `plot_coordinates`
+is that mapping, and `pose_figure` returns the figure so tests can read the plotted lines back.
+"""
+import os
+
+import cv2
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from mvn.h36m import ACTION_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS
+
+# Human3.6M 17-joint skeleton: parent of each joint (-1 for the pelvis).
+PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+BONES = np.array([(joint, parent) for joint, parent in enumerate(PARENTS)
+                  if parent >= 0])  # (16, 2): (joint, its parent)
+
+COLOR_LEFT_RGB = (0, 114, 189)     # blue
+COLOR_RIGHT_RGB = (230, 100, 20)   # orange
+COLOR_CENTER_RGB = (60, 160, 60)   # green: pelvis, spine, thorax, neck, head
+COLOR_TARGET_RGB = (40, 40, 40)    # ground truth, dashed
+
+# Fixed 3D viewpoints (matplotlib elevation, azimuth in degrees): from (just above) the camera,
+# and from the camera's right (+x), where depth increases from left to right.
+VIEWS = (("camera view", 10.0, -90.0), ("side view", 10.0, 0.0))
+MIN_RADIUS_M = 1.0  # half-size of the plotted cube: poses of a person fit, frames stay comparable
+
+
+def joint_colors_rgb():
+    """(17, 3) uint8: the colour of every joint (and of the bone from it to its parent)."""
+    colors = np.tile(np.array(COLOR_CENTER_RGB, dtype=np.uint8), (NUM_JOINTS, 1))
+    colors[list(JOINTS_LEFT)] = COLOR_LEFT_RGB
+    colors[list(JOINTS_RIGHT)] = COLOR_RIGHT_RGB
+    return colors
+
+
+def _as_joints(array, dims):
+    """Any (..., 17, dims) array with singleton leading axes (e.g. (1, 17, 3)) -> (17, dims)."""
+    array = np.asarray(array, dtype=np.float64)
+    return array.reshape(NUM_JOINTS, dims)
+
+
+# --------------------------------------------------------------------------------------------- 2D
+
+def draw_skeleton_2d(image_bgr, keypoints_px, thickness=None):
+    """A copy of `image_bgr` (H, W, 3) uint8 with the 17 joints (17, 2) pixels drawn on it.
+
+    Bones are lines coloured by their child joint, joints are filled discs (drawn last, so the
+    pixel under every joint has that joint's colour). Sub-pixel positions are kept (cv2 `shift`);
+    non-finite joints and their bones are skipped."""
+    image = np.array(image_bgr, dtype=np.uint8, copy=True)
+    keypoints_px = _as_joints(keypoints_px, 2)
+    if thickness is None:  # 2 px on a 256x192 crop, ~4 px on a 1000x1000 frame
+        thickness = max(2, int(round(max(image.shape[:2]) / 250)))
+    shift = 4  # 4 fractional bits
+    points = np.round(keypoints_px * (1 << shift))
+    finite = np.isfinite(points).all(axis=1)
+    points = np.where(finite[:, None], points, 0).astype(np.int64)
+    colors_bgr = joint_colors_rgb()[:, ::-1]
+    for joint, parent in BONES:
+        if finite[joint] and finite[parent]:
+            cv2.line(image, tuple(map(int, points[joint])), tuple(map(int, points[parent])),
+                     tuple(map(int, colors_bgr[joint])), thickness, cv2.LINE_AA, shift)
+    for joint in np.flatnonzero(finite):
+        cv2.circle(image, tuple(map(int, points[joint])), (thickness + 1) << shift,
+                   tuple(map(int, colors_bgr[joint])), -1, cv2.LINE_AA, shift)
+    return image
+
+
+# --------------------------------------------------------------------------------------------- 3D
+
+def plot_coordinates(joints_cam):
+    """(..., 3) camera frame (x right, y down, z forward) -> (..., 3) plotted (x, z, -y).
+
+    The plot's vertical axis is -y, so the person stands upright."""
+    joints_cam = np.asarray(joints_cam, dtype=np.float64)
+    return np.stack([joints_cam[..., 0], joints_cam[..., 2], -joints_cam[..., 1]], axis=-1)
+
+
+def _cube(poses, reference):
+    """Centre (3,) and half-size of the equal-axes cube holding `poses`, centred on the pelvis
+    of `reference` (17, 3)."""
+    center = reference[0] if np.isfinite(reference[0]).all() else np.zeros(3)
+    deviations = np.abs(np.concatenate(poses) - center)
+    extent = np.nanmax(deviations) if np.isfinite(deviations).any() else 0.0
+    return center, max(MIN_RADIUS_M, float(extent) * 1.05)
+
+
+def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100):
+    """A matplotlib Figure (Agg canvas) with the 3D pose from each of `VIEWS`, side by side.
+
+    `prediction` (17, 3) is drawn in the left/right colours, `target` (17, 3) if given as dashed
+    dark lines over it. Every bone is one Line3D whose gid is '<pose>/<joint>-<parent>' (pose
+    'prediction' or 'target'); its data are `plot_coordinates` of those two joints."""
+    poses = {"prediction": plot_coordinates(_as_joints(prediction, 3))}
+    if target is not None:
+        poses["target"] = plot_coordinates(_as_joints(target, 3))
+    center, radius = _cube(list(poses.values()), poses.get("target", poses["prediction"]))
+    colors = joint_colors_rgb() / 255.0
+    target_color = np.array(COLOR_TARGET_RGB) / 255.0
+
+    figure = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
+    FigureCanvasAgg(figure)
+    for slot, (view_name, elevation, azimuth) in enumerate(VIEWS):
+        axes = figure.add_subplot(1, len(VIEWS), slot + 1, projection="3d")
+        axes.view_init(elev=elevation, azim=azimuth)
+        for name, pose in poses.items():
+            is_target = name == "target"
+            for joint, parent in BONES:
+                segment = pose[[joint, parent]]  # (2, 3)
+                axes.plot(segment[:, 0], segment[:, 1], segment[:, 2],
+                          color=target_color if is_target else colors[joint],
+                          linestyle="--" if is_target else "-",
+                          linewidth=1.2 if is_target else 2.5,
+                          gid="%s/%d-%d" % (name, joint, parent))
+        for set_limits, c in zip((axes.set_xlim3d, axes.set_ylim3d, axes.set_zlim3d), center):
+            set_limits(c - radius, c + radius)
+        axes.set_box_aspect((1, 1, 1), zoom=1.3)  # equal axes
+        axes.set_xticklabels([])
+        axes.set_yticklabels([])
+        axes.set_zticklabels([])
+        axes.tick_params(length=0, pad=0)
+        axes.set_xlabel("x", labelpad=-14, fontsize=7)
+        axes.set_ylabel("depth z", labelpad=-14, fontsize=7)
+        axes.set_zlabel("up -y", labelpad=-14, fontsize=7)
+        axes.set_title(view_name, fontsize=8, pad=-4)
+    if target is not None:
+        figure.legend(handles=[Line2D([], [], color=colors[JOINTS_LEFT[0]], lw=2.5,
+                                      label="prediction"),
+                               Line2D([], [], color=target_color, lw=1.2,
+                                      ls="--", label="ground truth")],
+                      loc="lower left", fontsize=6, frameon=False)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.subplots_adjust(left=0.0, right=1.0, bottom=0.02, top=0.88 if title else 0.94,
+                           wspace=0.0)
+    return figure
+
+
+def figure_to_rgb(figure):
+    """Draw a Figure on its Agg canvas -> (H, W, 3) uint8 RGB."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def render_pose_3d(prediction, target=None, title=None, size_px=(512, 256)):
+    """(H, W, 3) uint8 RGB picture of `pose_figure` (H, W = size_px[1], size_px[0])."""
+    return figure_to_rgb(pose_figure(prediction, target, title, size_px))
+
+
+# ------------------------------------------------------------------------------------- panels
+
+def sample_panel(image_bgr, keypoints_crop, prediction, target=None, title=None):
+    """(256, 192 + 512, 3) uint8 RGB: the crop with its 2D joints, then the two 3D views."""
+    crop = cv2.cvtColor(draw_skeleton_2d(image_bgr, keypoints_crop), cv2.COLOR_BGR2RGB)
+    height = crop.shape[0]
+    views = render_pose_3d(prediction, target, title, size_px=(2 * height, height))
+    return np.concatenate([crop, views], axis=1)
+
+
+def best_worst_indices(errors_mm, action_ids):
+    """Per action present: (actions (A,), best (A,), worst (A,)) frame indices by `errors_mm`.
+
+    Ties go to the earliest frame, as with np.argmin / np.argmax; NaN errors are never picked."""
+    errors_mm = np.asarray(errors_mm, dtype=np.float64).reshape(-1)
+    action_ids = np.asarray(action_ids).reshape(-1)
+    frames = np.arange(len(errors_mm))
+    actions, first = np.unique(action_ids, return_index=True)
+    order_best = np.lexsort((frames, errors_mm, action_ids))   # per action: ascending error
+    finite_worst = np.where(np.isnan(errors_mm), np.inf, -errors_mm)
+    order_worst = np.lexsort((frames, finite_worst, action_ids))  # per action: descending
+    starts = np.searchsorted(action_ids[order_best], actions)  # action_ids sorted in both
+    return actions, order_best[starts], order_worst[starts]
+
+
+def action_name(action_id):
+    return ACTION_NAMES.get(int(action_id), "action %d" % int(action_id))
+
+
+def save_best_worst_per_action(path, images_bgr, keypoints_crop, predictions, targets, errors_mm,
+                               action_ids):
+    """One PNG: a row per action present, its best and its worst frame (by `errors_mm`) as
+    `sample_panel`s titled with the action name and the error. Returns `path`."""
+    actions, best, worst = best_worst_indices(errors_mm, action_ids)
+    rows = []
+    for action, pair in zip(actions, zip(best, worst)):
+        panels = [sample_panel(images_bgr[i], keypoints_crop[i], predictions[i], targets[i],
+                               title="%s: %s frame (#%d), %.1f mm"
+                               % (action_name(action), kind, i, float(errors_mm[i])))
+                  for kind, i in zip(("best", "worst"), pair)]
+        rows.append(np.concatenate(panels, axis=1))
+    picture = np.concatenate(rows, axis=0)  # (A * 256, 2 * 704, 3) RGB
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    if not cv2.imwrite(path, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+        raise OSError("could not write %s" % path)
+    return path

@@ -1,0 +1,340 @@
+"""The demo: COCO -> Human3.6M conversion, heatmap decoding, person crops, and demo.py end to end
+on small synthetic frames with a randomly initialised tiny model."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+from mvn import coco
+from mvn.config import load_config
+from mvn.models import build_model
+from mvn.models.hrnet import HRNET_TINY_STAGES, HRNet
+from mvn.models.weights import WeightsError
+
+TINY_OVERRIDES = ["model.backbone.type=hrnet_tiny", "model.embed_dim_ratio=32"]
+
+
+def load_demo():
+    spec = importlib.util.spec_from_file_location("demo", os.path.join(REPO_ROOT, "demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------- COCO -> Human3.6M
+
+def hand_made_coco():
+    """COCO keypoints of an upright person facing the camera (pixels, y down)."""
+    points = np.zeros((17, 2))
+    points[0] = [100, 40]                       # nose
+    points[1], points[2] = [108, 34], [92, 34]  # eyes (left eye on the image right)
+    points[3], points[4] = [116, 38], [84, 38]  # ears
+    points[5], points[6] = [130, 80], [70, 80]  # shoulders
+    points[7], points[8] = [140, 130], [60, 130]
+    points[9], points[10] = [145, 175], [55, 175]
+    points[11], points[12] = [120, 180], [80, 180]  # hips
+    points[13], points[14] = [122, 250], [78, 250]
+    points[15], points[16] = [124, 320], [76, 320]
+    return points
+
+
+def test_coco_to_h36m_on_hand_made_points():
+    c = hand_made_coco()
+    h = coco.coco_to_h36m(c)
+    pelvis, thorax = (c[11] + c[12]) / 2, (c[5] + c[6]) / 2
+    face = c[1:5].mean(axis=0)
+    expected = np.array([
+        pelvis, c[12], c[14], c[16], c[11], c[13], c[15],
+        (pelvis + thorax) / 2, thorax, c[0], face + 0.5 * (face - thorax),
+        c[5], c[7], c[9], c[6], c[8], c[10]])
+    np.testing.assert_allclose(h, expected, atol=1e-12)
+    np.testing.assert_allclose(h[10], [100, 36 - 0.5 * (80 - 36)])  # above the eyes
+    np.testing.assert_allclose(coco.COCO_TO_H36M.sum(axis=1), 1.0)
+
+
+def test_coco_to_h36m_commutes_with_affine_maps_and_batches():
+    c = hand_made_coco()
+    A, b = np.array([[0.5, 0.1], [-0.2, 2.0]]), np.array([3.0, -7.0])
+    np.testing.assert_allclose(coco.coco_to_h36m(c @ A.T + b), coco.coco_to_h36m(c) @ A.T + b,
+                               atol=1e-9)
+    batch = np.stack([c, c + 1])[None]  # (1, 2, 17, 2)
+    assert coco.coco_to_h36m(batch).shape == (1, 2, 17, 2)
+    np.testing.assert_allclose(coco.coco_to_h36m(batch)[0, 1], coco.coco_to_h36m(c) + 1)
+
+
+def test_coco_scores_to_h36m_takes_the_weakest_source():
+    scores = np.linspace(0.1, 0.9, 17)
+    h = coco.coco_scores_to_h36m(scores)
+    assert h[0] == scores[11]                  # pelvis: min(l_hip, r_hip)
+    assert h[7] == scores[5]                   # spine: shoulders and hips
+    assert h[10] == scores[1]                  # head: eyes, ears, shoulders
+    assert h[16] == scores[10]                 # r_wrist
+
+
+def test_decode_heatmaps_argmax_and_quarter_pixel_shift():
+    heatmaps = torch.zeros(1, 4, 64, 48)
+    heatmaps[0, 0, 20, 10] = 1.0               # peak at x=10, y=20
+    heatmaps[0, 0, 20, 11] = 0.5               # right higher than left -> +0.25 in x
+    heatmaps[0, 0, 19, 10] = 0.3               # above higher than below -> -0.25 in y
+    heatmaps[0, 1, 30, 1] = 1.0                # x = 1: HRNet does not shift (1 < x fails)
+    heatmaps[0, 1, 30, 2] = 0.5
+    heatmaps[0, 2, 5, 5] = 2.0                 # equal neighbours: no shift
+    heatmaps[0, 3] = -1.0                      # all negative: the first maximum, score -1
+    heatmaps[0, 3, 63, 47] = -0.5
+    coords, scores = coco.decode_heatmaps(heatmaps)
+    np.testing.assert_allclose(coords[0].numpy(), [[10.25, 19.75], [1, 30], [5, 5], [47, 63]])
+    np.testing.assert_allclose(scores[0].numpy(), [1.0, 1.0, 2.0, -0.5])
+    np.testing.assert_allclose(coco.heatmap_to_crop_px(coords)[0, 0].numpy(), [41.0, 79.0])
+
+
+def test_box_to_center_scale_is_hrnets():
+    center, scale = coco.box_to_center_scale(np.array([[100, 50, 200, 450],    # tall: widen
+                                                       [0, 0, 400, 100]]))     # wide: heighten
+    np.testing.assert_allclose(center, [[150, 250], [200, 50]])
+    np.testing.assert_allclose(scale, [[300 / 200 * 1.25, 400 / 200 * 1.25],
+                                       [400 / 200 * 1.25, 400 / 0.75 / 200 * 1.25]])
+    np.testing.assert_allclose(coco.box_from_keypoints(hand_made_coco()), [55, 34, 145, 320])
+
+
+def test_coco_detector_loads_the_head_and_refuses_other_widths(tmp_path):
+    backbone = HRNet(HRNET_TINY_STAGES).eval()
+    good = str(tmp_path / "head.pth")
+    torch.save({"final_layer.weight": torch.randn(17, 8, 1, 1),
+                "final_layer.bias": torch.randn(17)}, good)
+    detector = coco.load_coco_detector(backbone, good)
+    assert detector.backbone is backbone
+    images = torch.randn(2, 256, 192, 3)
+    heatmaps = detector(images)
+    assert heatmaps.shape == (2, 17, 64, 48)
+    coords, scores = detector.detect(images)
+    assert coords.shape == (2, 17, 2) and scores.shape == (2, 17)
+    assert (coords >= 0).all() and (coords[..., 0] <= 188).all() and (coords[..., 1] <= 252).all()
+    wrong = str(tmp_path / "w32.pth")
+    torch.save({"final_layer.weight": torch.randn(17, 32, 1, 1),
+                "final_layer.bias": torch.randn(17)}, wrong)
+    with pytest.raises(WeightsError, match="another HRNet width"):
+        coco.load_coco_detector(backbone, wrong)
+    headless = str(tmp_path / "headless.pth")
+    torch.save(backbone.state_dict(), headless)
+    with pytest.raises(WeightsError, match="final_layer"):
+        coco.load_coco_detector(backbone, headless)
+
+
+# --------------------------------------------------------------------------------- demo.py
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """A config, a randomly initialised tiny checkpoint (best_epoch.bin format) and a COCO head."""
+    root = tmp_path_factory.mktemp("demo_model")
+    torch.manual_seed(0)
+    model = build_model(load_config(None, TINY_OVERRIDES))
+    checkpoint = str(root / "best_epoch.bin")
+    torch.save({"epoch": 0, "lr": 0.0, "optimizer": {},
+                "model": {"module." + k: v for k, v in model.state_dict().items()}}, checkpoint)
+    coco_weights = str(root / "coco_head.pth")
+    torch.save({"final_layer.weight": torch.randn(17, 8, 1, 1),
+                "final_layer.bias": torch.zeros(17)}, coco_weights)
+    config = str(root / "tiny.yaml")
+    with open(config, "w") as f:
+        f.write("model:\n  backbone:\n    type: hrnet_tiny\n    pretrained: none\n"
+                "  embed_dim_ratio: 32\n")
+    return {"config": config, "checkpoint": checkpoint, "coco": coco_weights}
+
+
+def draw_figure(width, height, x, y, scale):
+    """A frame with a stick figure (head at (x, y), `scale` px per unit) on a plain background."""
+    image = np.full((height, width, 3), (90, 110, 80), np.uint8)
+    s = scale
+    cv2.circle(image, (x, y), int(0.4 * s), (180, 200, 230), -1)
+    for a, b in [((0, .4), (0, 2.5)), ((0, .9), (-1, 1.8)), ((0, .9), (1, 1.8)),
+                 ((0, 2.5), (-.6, 4.3)), ((0, 2.5), (.6, 4.3))]:
+        cv2.line(image, (int(x + a[0] * s), int(y + a[1] * s)),
+                 (int(x + b[0] * s), int(y + b[1] * s)), (40, 60, 200), max(2, int(s / 5)))
+    return image
+
+
+def test_demo_cli_on_a_folder_of_frames(tiny_files, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "a.jpg"), draw_figure(1000, 1000, 500, 250, 100))
+    cv2.imwrite(str(frames / "b.png"), draw_figure(1000, 1000, 300, 300, 80))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a.jpg": [400, 200, 600, 700],                  # one person
+                                 "b": [[230, 260, 380, 670], [700, 100, 800, 400]]}))  # two
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "demo.py", "--config", tiny_files["config"],
+         "--checkpoint", tiny_files["checkpoint"], "--coco-weights", tiny_files["coco"],
+         "--images", str(frames), "--boxes", str(boxes), "--out", str(out), "--device", "cpu",
+         "--batch-size", "2"],
+        cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("a.png", "b.png"):
+        picture = cv2.imread(str(out / name))
+        assert picture.shape == (512, 512 + 512, 3)
+    poses = np.load(out / "poses.npz")
+    np.testing.assert_array_equal(poses["frame_names"], ["a.jpg", "b.png", "b.png"])
+    np.testing.assert_array_equal(poses["person_index"], [0, 0, 1])
+    assert poses["keypoints_2d_px"].shape == (3, 17, 2)
+    assert poses["keypoints_2d_score"].shape == (3, 17)
+    assert poses["keypoints_3d_m"].shape == (3, 17, 3)
+    assert np.isfinite(poses["keypoints_3d_m"]).all()
+    np.testing.assert_array_equal(poses["keypoints_3d_m"][:, 0], 0)  # root-relative
+    np.testing.assert_array_equal(poses["image_size"], [[1000, 1000]] * 3)
+    # the joints lie in (the enlarged) box of their person
+    box = poses["boxes_px"][0]
+    assert ((poses["keypoints_2d_px"][0] > box[:2] - 200) & (
+        poses["keypoints_2d_px"][0] < box[2:] + 200)).all()
+    document = json.loads((out / "poses.json").read_text())
+    assert document["frame_names"] == ["a.jpg", "b.png", "b.png"]
+    np.testing.assert_allclose(document["keypoints_3d_m"], poses["keypoints_3d_m"])
+    assert len(document["joint_names"]) == 17
+
+
+def test_demo_video_with_given_keypoints(tiny_files, tmp_path):
+    demo = load_demo()
+    video = str(tmp_path / "clip.mp4")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for i in range(3):
+        writer.write(draw_figure(320, 240, 150 + 5 * i, 40, 30))
+    writer.release()
+    rng = np.random.default_rng(0)
+    keypoints = [(rng.uniform([100, 30], [220, 220], (17, 2))).tolist() for _ in range(3)]
+    keypoints_file = tmp_path / "keypoints.json"
+    keypoints_file.write_text(json.dumps(keypoints))  # a list: one pose per frame, in order
+    out = tmp_path / "out"
+    assert demo.main(["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+                      "--video", video, "--keypoints", str(keypoints_file), "--out", str(out),
+                      "--device", "cpu", "--no-flip-test"]) == 0
+    capture = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    ok, frame = capture.read()
+    assert ok and frame.shape == (512, 2 * round(320 * 512 / 240 / 2) + 512, 3)
+    poses = np.load(out / "poses.npz")
+    np.testing.assert_array_equal(poses["frame_names"],
+                                  ["clip_000000", "clip_000001", "clip_000002"])
+    np.testing.assert_allclose(poses["keypoints_2d_px"], keypoints)  # used as given
+    np.testing.assert_allclose(poses["boxes_px"], coco.box_from_keypoints(np.array(keypoints)))
+    assert poses["keypoints_3d_m"].shape == (3, 17, 3) and "keypoints_2d_score" not in poses
+
+
+def test_demo_missing_checkpoint_is_one_clear_line(tiny_files, tmp_path):
+    image = tmp_path / "frame.jpg"
+    cv2.imwrite(str(image), draw_figure(200, 200, 100, 40, 30))
+    missing = str(tmp_path / "nowhere" / "best_epoch.bin")
+    result = subprocess.run(
+        [sys.executable, "demo.py", "--config", tiny_files["config"], "--checkpoint", missing,
+         "--image", str(image), "--boxes", str(tmp_path / "boxes.json"),
+         "--out", str(tmp_path / "out")],
+        cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and missing in lines[0] and "train.py" in lines[0]
+
+
+def test_demo_input_errors_are_clear(tiny_files, tmp_path, capsys):
+    demo = load_demo()
+    image = tmp_path / "frame.jpg"
+    cv2.imwrite(str(image), draw_figure(200, 200, 100, 40, 30))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"other.jpg": [0, 0, 10, 10]}))
+    common = ["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+              "--image", str(image), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    cases = [
+        ([], "--boxes FILE"),                                              # no persons given
+        (["--boxes", str(boxes)], "--coco-weights"),                       # tiny: no default
+        (["--boxes", str(boxes), "--coco-weights", str(tmp_path / "x.pth")],
+         "x.pth not found"),
+        (["--boxes", str(boxes), "--coco-weights", tiny_files["coco"]],
+         "no boxes for frame 0 ('frame.jpg')"),
+    ]
+    for extra, message in cases:
+        assert demo.main(common + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (extra, err)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_demo_estimate_maps_crop_detections_to_the_frame_and_back():
+    """Crop-pixel COCO detections -> frame pixels (inverse crop affine) -> Human3.6M; the model
+    gets those joints screen-normalised and, through the crop affine, in crop pixels."""
+    demo = load_demo()
+    from mvn.geometry import get_affine_transform, normalize_screen_coordinates
+    rng = np.random.default_rng(1)
+    coco_crop = torch.tensor(rng.uniform([0, 0], [191, 255], (2, 17, 2)), dtype=torch.float32)
+
+    class Detector:
+        def detect(self, images):
+            return coco_crop, torch.ones(len(images), 17)
+
+    class Model(torch.nn.Module):
+        def forward(self, images, keypoints_2d, keypoints_2d_crop):
+            self.inputs = (keypoints_2d, keypoints_2d_crop)
+            return torch.ones(len(images), 1, 17, 3)
+
+    image = draw_figure(640, 480, 300, 100, 50)
+    boxes = np.array([[250, 60, 350, 330], [50, 40, 200, 400]])
+    crops, affines = demo.crop_persons(image, boxes, 1.25)
+    assert crops.shape == (2, 256, 192, 3)
+    persons = [{"crop": crops[p], "affine": affines[p], "size": (640, 480), "keypoints_px": None}
+               for p in range(2)]
+    model = Model()
+    config = load_config(None, TINY_OVERRIDES)
+    demo.estimate(model, Detector(), persons, config, torch.device("cpu"), use_flip_test=False)
+    for p, person in enumerate(persons):
+        center, scale = coco.box_to_center_scale(boxes[p])
+        M = get_affine_transform(center, scale)
+        np.testing.assert_allclose(affines[p], M)
+        joints_px = person["keypoints_2d_px"]
+        # back into the crop: the converted detections
+        back = joints_px @ M[:, :2].T + M[:, 2]
+        np.testing.assert_allclose(back, coco.coco_to_h36m(coco_crop[p].double().numpy()),
+                                   atol=1e-3)
+        np.testing.assert_allclose(model.inputs[1][p].numpy(), back, atol=1e-3)
+        np.testing.assert_allclose(model.inputs[0][p].numpy(),
+                                   normalize_screen_coordinates(joints_px, 640, 480), atol=1e-5)
+        np.testing.assert_array_equal(person["keypoints_3d_m"][0], 0)   # root-relative
+        np.testing.assert_array_equal(person["keypoints_3d_m"][1:], 0)
+
+
+def test_demo_with_a_label_box_reproduces_the_evaluation_inputs(tiny_files, tmp_path):
+    """With a Human3.6M label box (square) and --box-padding 1, the demo's crop and 2D inputs are
+    those of the label files (center_scale_from_box, crop_image, normalize_screen_coordinates),
+    so its 3D output is the model's prediction on an evaluation sample."""
+    from mvn.batch import flip_test, prepare_images, root_relative
+    from mvn.geometry import affine_transform_points, center_scale_from_box, crop_image, \
+        get_affine_transform, normalize_screen_coordinates
+    from mvn.models.weights import load_model_weights
+    demo = load_demo()
+    frame = draw_figure(500, 400, 260, 80, 50)
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    box = np.array([150.0, 60.0, 370.0, 280.0])
+    keypoints = np.random.default_rng(2).uniform([180, 70], [340, 300], (17, 2))
+    (tmp_path / "boxes.json").write_text(json.dumps({"frame.png": box.tolist()}))
+    (tmp_path / "kp.json").write_text(json.dumps({"frame.png": keypoints.tolist()}))
+    assert demo.main(["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+                      "--image", str(tmp_path / "frame.png"),
+                      "--boxes", str(tmp_path / "boxes.json"),
+                      "--keypoints", str(tmp_path / "kp.json"), "--box-padding", "1.0",
+                      "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    center, scale = center_scale_from_box(box)
+    M = get_affine_transform(center, scale)
+    model = build_model(load_config(None, TINY_OVERRIDES)).eval()
+    load_model_weights(model, tiny_files["checkpoint"])
+    images = prepare_images(torch.from_numpy(crop_image(frame, center, scale))[None], "hrnet_tiny")
+    keypoints_2d = torch.tensor(normalize_screen_coordinates(keypoints, 500, 400)[None],
+                                dtype=torch.float32)
+    keypoints_crop = torch.tensor(affine_transform_points(keypoints, M)[None], dtype=torch.float32)
+    with torch.no_grad():
+        expected = root_relative(flip_test(model, images, keypoints_2d, keypoints_crop))[0, 0]
+    poses = np.load(tmp_path / "out" / "poses.npz")
+    assert expected.abs().max() > 0.05  # a prediction, not zeros
+    np.testing.assert_allclose(poses["keypoints_3d_m"][0], expected.numpy(), rtol=0, atol=1e-5)
