@@ -142,6 +142,15 @@ def build_training_model(config):
     return model
 
 
+def apply_channels_last(model, config):
+    """train.channels_last: the backbone's weights in NHWC. Its input is NHWC already (CA_PF
+    permutes the (B, 256, 192, 3) images without a copy), so the convolutions run channels-last
+    either way; NHWC weights spare them a reorder per call."""
+    if config.train.channels_last:
+        model.backbone.to(memory_format=torch.channels_last)
+    return model
+
+
 def make_optimizer(model, config):
     """AdamW over the trainable parameters; `sampling_offsets` at a factor of the lr (spec 4)."""
     lr = config.train.volume_net_lr
@@ -292,15 +301,6 @@ def save_table(errors, folder, name="evaluation"):
                          "%.4f" % average["mpjve"], average["frames"]])
 
 
-def mean_pose_baseline(train_dataset, val_dataset):
-    """MPJPE (mm) of always predicting the mean root-relative training pose."""
-    train_3d = train_dataset.labels.keypoints_3d
-    mean_pose = (train_3d - train_3d[:, :1]).mean(0)  # (17, 3)
-    val_3d = val_dataset.labels.keypoints_3d
-    val_3d = val_3d - val_3d[:, :1]
-    return float(mpjpe(np.broadcast_to(mean_pose, val_3d.shape), val_3d)) * 1000
-
-
 # ----------------------------------------------------------------------------------------------
 # Training
 
@@ -415,9 +415,7 @@ def fit(config, processes, logdir, resume=None):
     logger.info("train: %d frames, val: %d frames", len(train_set), len(val_set))
 
     torch.manual_seed(config.seed)
-    model = build_training_model(config).to(processes.device)
-    if config.train.channels_last:
-        model.backbone.to(memory_format=torch.channels_last)
+    model = apply_channels_last(build_training_model(config).to(processes.device), config)
     optimizer = make_optimizer(model, config)
     if resume:
         checkpoint = load_model_weights(model, resume_path)
@@ -486,9 +484,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val"):
     model = build_model(config)
     checkpoint = load_model_weights(model, checkpoint_path)
     logger.info("checkpoint %s (epoch %s)", checkpoint_path, checkpoint.get("epoch", "?"))
-    model.to(processes.device)
-    if config.train.channels_last:
-        model.backbone.to(memory_format=torch.channels_last)
+    apply_channels_last(model.to(processes.device), config)
     dataset = build_dataset(config, split)
     logger.info("evaluating on the %s split: %d frames, flip test %s", split, len(dataset),
                 "on" if config.val.flip_test else "off")

@@ -1,9 +1,10 @@
 """Shared test helpers: access to ../shared/reference (fail, never skip, in CI)."""
 import os
-import zlib
 
 import pytest
 import torch
+
+from mvn.models.weights import fill_reference_weights
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = os.environ.get(
@@ -26,27 +27,7 @@ def load_reference(name):
     return torch.load(reference_path(name), map_location="cpu", weights_only=True)
 
 
-def fill_state_dict(state_dict):
-    """The reference's deterministic fill procedure (shared/reference/README.md), in place."""
-    for name in sorted(state_dict):
-        t = state_dict[name]
-        if name.endswith("num_batches_tracked"):
-            t.zero_()
-            continue
-        g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-        r = torch.randn(tuple(t.shape), generator=g, dtype=torch.float32)
-        if name.endswith("running_var"):
-            value = 1 + 0.1 * r.abs()
-        elif name.endswith("running_mean"):
-            value = 0.1 * r
-        elif t.dim() >= 2:
-            value = r / (t[0].numel() ** 0.5)
-        elif name.endswith("weight"):
-            value = 1 + 0.1 * r
-        else:
-            value = 0.1 * r
-        t.copy_(value)
-    return state_dict
+fill_state_dict = fill_reference_weights  # the reference's fill procedure
 
 
 def run_toolbox(script, *args):

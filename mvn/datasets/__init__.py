@@ -1,6 +1,7 @@
 """Datasets: Human3.6M from label pickles + images, or from the pre-cropped store."""
-from .human36m import Human36MDataset, MissingImageError
+from .human36m import Human36MDataset, LabelledCropDataset, MissingImageError
 from .labels import LabelColumns, LabelError, load_label_columns
+from .store import Human36MStoreDataset, StoreError
 
 
 def build_dataset(config, split):
@@ -13,8 +14,11 @@ def build_dataset(config, split):
     if d.format == "pkl":
         return Human36MDataset(d.root, labels_path, frame_stride=stride,
                                image_shape=d.image_shape)
+    if d.format == "store":  # the store holds its own labels (made from those files)
+        return Human36MStoreDataset(d.store_path, split, frame_stride=stride,
+                                    image_shape=d.image_shape)
     raise ValueError("dataset.format '%s' is not available" % d.format)
 
 
-__all__ = ["Human36MDataset", "MissingImageError", "LabelColumns", "LabelError",
-           "load_label_columns", "build_dataset"]
+__all__ = ["Human36MDataset", "Human36MStoreDataset", "LabelledCropDataset", "MissingImageError",
+           "LabelColumns", "LabelError", "StoreError", "load_label_columns", "build_dataset"]

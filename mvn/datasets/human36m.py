@@ -7,7 +7,6 @@ detections (screen-normalised and in crop pixels) and the 3D joints in metres. B
 import os
 
 import cv2
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -21,7 +20,30 @@ class MissingImageError(FileNotFoundError):
     """An image that a label record names is not on disk."""
 
 
-class Human36MDataset(Dataset):
+class LabelledCropDataset(Dataset):
+    """Samples from `self.labels` (LabelColumns) and `self.load_crop(index)`, which subclasses
+    define: the pkl path here, the frame store in `mvn.datasets.store`."""
+
+    labels = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def load_crop(self, index):
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        labels = self.labels
+        return {
+            "images": torch.from_numpy(self.load_crop(index)),                      # (256, 192, 3)
+            "keypoints_2d": torch.from_numpy(labels.keypoints_2d[index]),           # (17, 2)
+            "keypoints_2d_crop": torch.from_numpy(labels.keypoints_2d_crop[index]),  # (17, 2)
+            "keypoints_3d": torch.from_numpy(labels.keypoints_3d[index][None]),     # (1, 17, 3)
+            "index": index,
+        }
+
+
+class Human36MDataset(LabelledCropDataset):
     """Crops from full-frame JPEGs, decoded and warped per sample like the reference."""
 
     def __init__(self, images_root, labels_path, frame_stride=1, image_shape=(256, 192)):
@@ -37,9 +59,6 @@ class Human36MDataset(Dataset):
                                     "H36M-Toolbox/video_to_images.py or set dataset.root"
                                     % images_root)
 
-    def __len__(self):
-        return len(self.labels)
-
     def load_crop(self, index):
         """(256, 192, 3) uint8 BGR crop of record `index`."""
         relative = self.labels.image[index].decode()
@@ -51,13 +70,3 @@ class Human36MDataset(Dataset):
                 "H36M-Toolbox/video_to_images.py for that sequence, or regenerate the labels so "
                 "they list only existing frames" % (path, index, self.labels_path))
         return crop_image(image, self.labels.center[index], self.labels.scale[index])
-
-    def __getitem__(self, index):
-        labels = self.labels
-        return {
-            "images": torch.from_numpy(self.load_crop(index)),                      # (256, 192, 3)
-            "keypoints_2d": torch.from_numpy(labels.keypoints_2d[index]),           # (17, 2)
-            "keypoints_2d_crop": torch.from_numpy(labels.keypoints_2d_crop[index]),  # (17, 2)
-            "keypoints_3d": torch.from_numpy(labels.keypoints_3d[index][None]),     # (1, 17, 3)
-            "index": index,
-        }

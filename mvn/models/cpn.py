@@ -6,7 +6,6 @@ The keypoint heads (`global_net.predict.*`, `refine_net.final_predict.*`) hold w
 are not computed. `CPN.forward` returns the 4 RefineNet cascade outputs, see CA-PF.md section 3.2.
 """
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .hrnet import Bottleneck, make_blocks
 

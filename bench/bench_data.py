@@ -1,0 +1,269 @@
+"""Input pipeline, side by side: the reference path (pkl + full-frame JPEG + warpAffine) and stores.
+
+On the same machine and data, in one run:
+  1. samples/s of each dataset: in-process (ms per sample) and through a DataLoader with 1 and
+     N workers (batch 32, random order);
+  2. bytes per frame of each;
+  3. labels for 1.5 million rows (synthetic): load time, RSS, and how much a DataLoader-like
+     forked worker's private memory grows in one pass over them -- the reference's list of dicts
+     (measured at --reference-label-rows, extrapolated linearly: a 1.5M-row list needs ~12 GB)
+     and the store's label columns.
+The last line is `store/reference samples/s ratio: X` (first store, 1 worker).
+
+  python bench/bench_data.py --root /tmp/h36m_bench --stores /tmp/h36m_bench/store_jpeg \
+      /tmp/h36m_bench/store_raw [--split train] [--workers 2] [--seconds 4]
+"""
+import argparse
+import multiprocessing
+import os
+import pickle
+import tempfile
+import time
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from mvn.datasets import Human36MDataset, Human36MStoreDataset
+from mvn.datasets import store as store_module
+from mvn.datasets.labels import LabelColumns
+
+LABEL_FILES = {"train": "h36m_train.pkl", "val": "h36m_validation.pkl"}
+MB = 1 << 20
+
+
+# ----------------------------------------------------------------------------------------------
+# Samples per second and bytes per frame
+
+def ms_per_sample(dataset, count, seed=0):
+    """Mean milliseconds of `dataset[i]` in this process over `count` random indices."""
+    indices = np.random.default_rng(seed).integers(0, len(dataset), count)
+    dataset[int(indices[0])]  # open files, warm caches
+    start = time.perf_counter()
+    for i in indices:
+        dataset[int(i)]
+    return (time.perf_counter() - start) / count * 1000
+
+
+def loader_samples_per_s(dataset, workers, batch_size, seconds):
+    """samples/s of a shuffled DataLoader, timed after its first batch for about `seconds`."""
+    sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size * 100000)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        prefetch_factor=4 if workers else None)
+    batches = iter(loader)
+    next(batches)                                    # workers started
+    samples, start = 0, time.perf_counter()
+    for batch in batches:
+        samples += len(batch["index"])
+        if time.perf_counter() - start >= seconds:
+            break
+    rate = samples / (time.perf_counter() - start)
+    del batches
+    return rate
+
+
+def reference_bytes_per_frame(dataset):
+    """Mean size of the full-frame JPEGs the labels name."""
+    names = np.unique(dataset.labels.image)
+    return float(np.mean([os.path.getsize(os.path.join(dataset.images_root, n.decode()))
+                          for n in names]))
+
+
+def store_bytes_per_frame(dataset):
+    """Stored bytes of one crop (raw: its array; jpeg: the mean JPEG size)."""
+    if dataset.format == "raw":
+        return float(np.prod(store_module.CROP_SHAPE))
+    return float(dataset.frame_size.mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels at scale
+
+def synthetic_columns(rows, seed=0):
+    """LabelColumns of `rows` synthetic frames (sequences of 2500 frames)."""
+    rng = np.random.default_rng(seed)
+    frame = np.arange(rows) % 2500 + 1
+    sequence = np.arange(rows) // 2500
+    image = np.char.add(np.char.mod(b"s_%02d_act_02_subact_01_ca_01/", sequence % 100),
+                        np.char.mod(b"s_09_act_02_subact_01_ca_01_%06d.jpg", frame))
+    return LabelColumns(
+        image=image.astype(np.bytes_),
+        keypoints_2d=rng.standard_normal((rows, 17, 2), dtype=np.float32),
+        keypoints_2d_crop=rng.random((rows, 17, 2), dtype=np.float32) * 191,
+        keypoints_3d=rng.standard_normal((rows, 17, 3), dtype=np.float32),
+        center=rng.random((rows, 2), dtype=np.float32) * 1000,
+        scale=rng.random((rows, 2), dtype=np.float32) * 5,
+        subject=np.full(rows, 9, np.int16), action=(sequence % 15 + 2).astype(np.int16),
+        subaction=np.ones(rows, np.int16), camera_id=(sequence % 4).astype(np.int16))
+
+
+def write_reference_pickle(columns, path):
+    """The reference's label file for `columns`: a list of dicts with every key of a record."""
+    camera = {"R": np.eye(3), "T": np.zeros((3, 1)), "fx": np.ones(1), "fy": np.ones(1),
+              "cx": np.ones(1), "cy": np.ones(1), "k": np.zeros((3, 1)), "p": np.zeros((2, 1))}
+    c = columns
+    records = [{
+        "image": c.image[i].decode(), "joints_2d_gt": c.keypoints_2d[i].astype(np.float64),
+        "joints_2d_cpn": c.keypoints_2d[i].astype(np.float64),
+        "joints_3d": c.keypoints_3d[i].astype(np.float64), "joints_vis": np.ones((17, 3)),
+        "video_id": 0, "image_id": i + 1, "subject": 9, "action": int(c.action[i]),
+        "subaction": 1, "camera_id": int(c.camera_id[i]), "source": "h36m",
+        "camera": camera, "nposes": 2500,
+        "center": (np.float64(c.center[i, 0]), np.float64(c.center[i, 1])),
+        "scale": (np.float64(c.scale[i, 0]), np.float64(c.scale[i, 1])),
+        "box": np.zeros(4), "joints_2d_gt_crop": c.keypoints_2d_crop[i],
+        "joints_2d_cpn_crop": c.keypoints_2d_crop[i],
+    } for i in range(len(c))]  # one object per record, like the real file: no shortcut exists
+    with open(path, "wb") as f:
+        pickle.dump(records, f, protocol=4)
+
+
+def write_store_labels(columns, path):
+    with h5py.File(path, "w") as f:
+        store_module.write_label_columns(f.create_group("labels"), columns)
+
+
+def memory_mb():
+    """(RSS, private) MB of this process, from /proc/self/smaps_rollup."""
+    fields = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                fields[parts[0].rstrip(":")] = int(parts[1]) / 1024
+    return fields["Rss"], fields["Private_Clean"] + fields["Private_Dirty"]
+
+
+def load_labels(kind, path):
+    if kind == "reference":
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    with h5py.File(path, "r") as f:
+        return store_module.read_label_columns(f["labels"])
+
+
+def touch_all(kind, labels):
+    """One epoch of label reads, as each dataset's __getitem__ does them."""
+    if kind == "reference":
+        for record in labels:
+            (record["image"], record["joints_2d_cpn"], record["joints_2d_cpn_crop"],
+             record["joints_3d"], record["center"], record["scale"])
+    else:
+        for i in range(len(labels)):
+            (labels.image[i], labels.keypoints_2d[i], labels.keypoints_2d_crop[i],
+             labels.keypoints_3d[i], labels.center[i], labels.scale[i])
+
+
+def measure_labels(kind, path, queue):
+    """In a fresh process: load time and the RSS the labels add; then how much a forked
+    worker's private memory grows in one pass over them."""
+    rss_before_mb, _ = memory_mb()
+    start = time.perf_counter()
+    labels = load_labels(kind, path)
+    load_s = time.perf_counter() - start
+    rss_mb = memory_mb()[0] - rss_before_mb
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the "DataLoader worker"
+        _, before = memory_mb()
+        touch_all(kind, labels)
+        _, after = memory_mb()
+        os.write(write_end, pickle.dumps(after - before))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        growth_mb = pickle.loads(f.read())
+    os.waitpid(pid, 0)
+    queue.put((load_s, rss_mb, growth_mb))
+
+
+def labels_figures(kind, path):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=measure_labels, args=(kind, path, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", required=True, help="toolbox root with images/ and the labels")
+    parser.add_argument("--stores", nargs="+", required=True, help="store folders to compare")
+    parser.add_argument("--split", choices=("train", "val"), default="train")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="N")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per loader measurement")
+    parser.add_argument("--samples", type=int, default=200, help="in-process samples timed")
+    parser.add_argument("--label-rows", type=int, default=1_500_000)
+    parser.add_argument("--reference-label-rows", type=int, default=300_000,
+                        help="rows of the reference list actually built (memory: ~8 KB each)")
+    parser.add_argument("--tmp", default=tempfile.gettempdir(), help="for the label files")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    reference = Human36MDataset(os.path.join(args.root, "images"),
+                                os.path.join(args.root, LABEL_FILES[args.split]))
+    datasets = [("reference (pkl + JPEG + warp)", reference)]
+    for path in args.stores:
+        dataset = Human36MStoreDataset(path, args.split)
+        datasets.append(("store %s (%s)" % (dataset.format, os.path.basename(path)), dataset))
+    print("machine: %d CPU cores, load average %s; %d frames of the %s split of %s"
+          % (os.cpu_count(), " ".join("%.1f" % v for v in os.getloadavg()), len(reference),
+             args.split, args.root))
+
+    rows = []
+    for name, dataset in datasets:
+        per_byte = (reference_bytes_per_frame(dataset) if dataset is reference
+                    else store_bytes_per_frame(dataset))
+        ms = ms_per_sample(dataset, args.samples)
+        one = loader_samples_per_s(dataset, 1, args.batch, args.seconds)
+        many = loader_samples_per_s(dataset, args.workers, args.batch, args.seconds)
+        rows.append((name, ms, one, many, per_byte))
+        print("  measured %s" % name, flush=True)
+    base = rows[0]
+    print("\n%-34s %10s %14s %14s %12s %10s %10s"
+          % ("samples", "ms/sample", "1 worker/s", "%d workers/s" % args.workers,
+             "KB/frame", "x speed", "x bytes"))
+    for name, ms, one, many, per_byte in rows:
+        print("%-34s %10.3f %14.1f %14.1f %12.1f %10.2f %10.3f"
+              % (name, ms, one, many, per_byte / 1000, one / base[2], per_byte / base[4]))
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
+        print("\nlabels (synthetic rows; each measured in a fresh process, then one forked "
+              "worker reads every row once)", flush=True)
+        reference_rows = min(args.reference_label_rows, args.label_rows)
+        pickle_path = os.path.join(folder, "labels.pkl")
+        write_reference_pickle(synthetic_columns(reference_rows), pickle_path)
+        pickle_mb = os.path.getsize(pickle_path) / MB
+        ref_load, ref_rss, ref_growth = labels_figures("reference", pickle_path)
+        os.remove(pickle_path)
+        store_path = os.path.join(folder, "labels.h5")
+        write_store_labels(synthetic_columns(args.label_rows), store_path)
+        store_mb = os.path.getsize(store_path) / MB
+        store_load, store_rss, store_growth = labels_figures("store", store_path)
+        scale = args.label_rows / reference_rows
+        print("%-44s %10s %10s %10s %10s %18s" % ("labels", "rows", "file MB", "load s",
+                                                  "+RSS MB", "worker growth MB"))
+        print("%-44s %10d %10.0f %10.2f %10.0f %18.0f" % (
+            "reference: pickled list of dicts", reference_rows, pickle_mb, ref_load, ref_rss,
+            ref_growth))
+        if scale != 1:
+            print("%-44s %10d %10.0f %10.2f %10.0f %18.0f" % (
+                "  the same, extrapolated linearly", args.label_rows, pickle_mb * scale,
+                ref_load * scale, ref_rss * scale, ref_growth * scale))
+        print("%-44s %10d %10.0f %10.2f %10.0f %18.0f" % (
+            "store: label columns (HDF5)", args.label_rows, store_mb, store_load, store_rss,
+            store_growth))
+
+    ratio = rows[1][2] / base[2]
+    print("\n(%s vs %s, 1 worker each)" % (rows[1][0], base[0]))
+    print("store/reference samples/s ratio: %.1f" % ratio)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The pre-cropped frame store (`dataset.format: store`): 256x192 crops and columnar labels.
+
+The reference decodes a ~1000x1000 JPEG per sample every epoch only to crop 256x192 from it, and
+hands every DataLoader worker a list of ~2 million dicts. The store holds each sample's crop,
+already made (spec human36m-data.md step 3), and the labels as one array per field, in one HDF5
+file per split. `H36M-Toolbox/prepare_store.py` writes it; `Human36MStoreDataset` reads it and
+gives the same samples as `Human36MDataset` (identical tensors for raw crops made from the same
+images; JPEG crops differ by a measured, tested amount).
+
+A store folder:
+  manifest.json       format, JPEG quality, source, the label files it came from (size, sha256),
+                      per split the rows and the chunks (one per sequence), each marked done
+  train.h5, val.h5    one per split:
+    labels/<field>    one dataset per LabelColumns field, rows in label-file order
+    frames            raw:  (N, 256, 192, 3) uint8 BGR crops, contiguous
+                      jpeg: (total bytes,) uint8, the crops' JPEG files one after another
+    frame_offset      jpeg only: (N,) int64, where row i's JPEG starts in `frames`
+    frame_size        jpeg only: (N,) int64, its length in bytes
+"""
+import json
+import os
+
+import cv2
+import h5py
+import numpy as np
+
+from mvn.datasets.human36m import LabelledCropDataset
+from mvn.datasets.labels import LabelColumns, LabelError
+
+cv2.setNumThreads(0)  # DataLoader workers are the parallelism
+
+STORE_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SPLIT_FILES = {"train": "train.h5", "val": "val.h5"}
+FORMATS = ("jpeg", "raw")
+CROP_SHAPE = (256, 192, 3)  # (height, width, BGR)
+BUILD_COMMAND = "python H36M-Toolbox/prepare_store.py"
+
+
+class StoreError(LabelError):
+    """A store that is missing, incomplete or inconsistent; says what and how to fix it."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Manifest
+
+def manifest_path(store_path):
+    return os.path.join(store_path, MANIFEST_NAME)
+
+
+def read_manifest(store_path):
+    """The store's manifest dict; StoreError if there is none (no store at `store_path`)."""
+    path = manifest_path(store_path)
+    if not os.path.isfile(path):
+        raise StoreError("no frame store at %s (%s missing): build it with `%s --root "
+                         "<toolbox root> --out %s`, or set dataset.store_path"
+                         % (store_path, MANIFEST_NAME, BUILD_COMMAND, store_path))
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as error:
+        raise StoreError("%s is not a store manifest (%s); rebuild the store with `%s ... "
+                         "--overwrite`" % (path, error, BUILD_COMMAND)) from None
+    if manifest.get("version") != STORE_VERSION:
+        raise StoreError("%s: store version %r, this code reads version %d; rebuild it with "
+                         "`%s ... --overwrite`" % (path, manifest.get("version"), STORE_VERSION,
+                                                  BUILD_COMMAND))
+    return manifest
+
+
+def write_manifest(store_path, manifest):
+    """Write the manifest atomically (temporary file + rename): a kill never tears it."""
+    path = manifest_path(store_path)
+    with open(path + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def unfinished_chunks(split_entry):
+    """Names of the chunks (sequences) of a manifest split entry that are not written yet."""
+    return [chunk["name"] for chunk in split_entry["chunks"] if not chunk["done"]]
+
+
+def check_split(manifest, split, store_path):
+    """The manifest entry of `split`, after checking that the split is there and complete."""
+    entry = manifest["splits"].get(split)
+    if entry is None:
+        raise StoreError("the store at %s has no '%s' split (it has: %s); build it with `%s "
+                         "--splits %s`" % (store_path, split, ", ".join(manifest["splits"]) or
+                                           "none", manifest["command"], split))
+    missing = unfinished_chunks(entry)
+    if missing:
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        raise StoreError("the store at %s is incomplete: split '%s' lacks %d of %d chunks (%s); "
+                         "resume the build with `%s`" % (store_path, split, len(missing),
+                                                         len(entry["chunks"]), shown,
+                                                         manifest["command"]))
+    return entry
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels as HDF5 columns
+
+def write_label_columns(group, columns):
+    """One dataset per LabelColumns field under `group` (an h5py Group)."""
+    for name in LabelColumns.__dataclass_fields__:
+        group.create_dataset(name, data=getattr(columns, name))
+
+
+def read_label_columns(group):
+    """LabelColumns from the datasets `write_label_columns` wrote (read whole, one array each)."""
+    fields = LabelColumns.__dataclass_fields__
+    missing = [name for name in fields if name not in group]
+    if missing:
+        raise StoreError("%s lacks the label columns %s; rebuild the store"
+                         % (group.file.filename, ", ".join(missing)))
+    return LabelColumns(**{name: group[name][()] for name in fields})
+
+
+# ----------------------------------------------------------------------------------------------
+# Frames
+
+def decode_jpeg(data):
+    """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR."""
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None or image.shape != CROP_SHAPE:
+        raise StoreError("a stored crop is not a %dx%d JPEG; rebuild the store" % CROP_SHAPE[:2])
+    return image
+
+
+class Human36MStoreDataset(LabelledCropDataset):
+    """Samples of one split of a frame store: the same keys, dtypes and order as the pkl path.
+
+    The HDF5 file is opened lazily in each process that reads frames (an h5py handle must not
+    cross a fork), so the dataset can be handed to DataLoader workers as it is."""
+
+    def __init__(self, store_path, split, frame_stride=1, image_shape=(256, 192)):
+        if tuple(image_shape) != CROP_SHAPE[:2]:
+            raise StoreError("dataset.image_shape must be [256, 192] (the crops the store holds), "
+                             "got %s" % (image_shape,))
+        manifest = read_manifest(store_path)
+        entry = check_split(manifest, split, store_path)
+        self.store_path = store_path
+        self.split = split
+        self.format = manifest["format"]
+        self.path = os.path.join(store_path, entry["file"])
+        if not os.path.isfile(self.path):
+            raise StoreError("%s is missing although the manifest lists it; rebuild the store "
+                             "with `%s --overwrite`" % (self.path, manifest["command"]))
+        with h5py.File(self.path, "r") as f:
+            columns = read_label_columns(f["labels"])
+            if self.format == "jpeg":
+                self.frame_offset = f["frame_offset"][()]  # (N,) int64
+                self.frame_size = f["frame_size"][()]      # (N,) int64
+        if len(columns) != entry["rows"]:
+            raise StoreError("%s holds %d label rows but its manifest says %d; rebuild the store "
+                             "with `%s --overwrite`" % (self.path, len(columns), entry["rows"],
+                                                         manifest["command"]))
+        self.rows = np.arange(0, len(columns), frame_stride)  # store row of each sample
+        self.labels = columns.subset(self.rows) if frame_stride > 1 else columns
+        self._file, self._frames_dataset, self._pid = None, None, None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(_file=None, _frames_dataset=None, _pid=None)  # opened again where unpickled
+        return state
+
+    def _frames(self):
+        """The `frames` dataset, opened once per process (no chunk cache: reads are random)."""
+        if self._frames_dataset is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=0)
+            self._frames_dataset = self._file["frames"]
+            self._pid = os.getpid()
+        return self._frames_dataset
+
+    def load_crop(self, index):
+        """(256, 192, 3) uint8 BGR crop of sample `index`."""
+        row = self.rows[index]
+        frames = self._frames()
+        if self.format == "raw":
+            return frames[row]
+        start = self.frame_offset[row]
+        return decode_jpeg(frames[start:start + self.frame_size[row]])

@@ -1,0 +1,82 @@
+"""The speed options bench/bench_step.py measures (train.amp, train.channels_last) against fp32 on
+the tiny reference vectors, and both bench scripts end to end on small inputs. (train.compile
+takes ~2 minutes to compile even the tiny model on a CPU: bench_step.py checks it.)"""
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, load_reference, run_toolbox
+from mvn import engine
+from mvn.config import load_config
+from mvn.models import build_model
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))  # scripts, not a package
+import bench_data  # noqa: E402
+import bench_step  # noqa: E402
+
+TINY = ["model.backbone.type=hrnet_tiny", "model.embed_dim_ratio=32"]
+# bf16 keeps 8 mantissa bits: on the tiny vectors (outputs up to 2.2 m, random-like weights
+# whose features grow to ~1e3) autocast moves the output by at most 96 mm (4.3%; fp32 vs the
+# reference: 0.007 mm). The bound leaves room for other CPUs' bf16 kernels.
+AMP_BOUND_M = 0.15
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    reference = load_reference("tiny_vectors.pt")
+    inputs = [reference[k] for k in ("images", "keypoints_2d", "keypoints_2d_crop")]
+    return reference, inputs
+
+
+def tiny_output(options, reference, inputs):
+    config = load_config(None, TINY + options)
+    model = build_model(config).eval()
+    model.load_state_dict(reference["state_dict"])
+    model = engine.apply_channels_last(model, config)
+    with torch.no_grad(), engine.autocast(config, torch.device("cpu")):
+        return model, model(*inputs).float()
+
+
+def test_channels_last_output_matches_fp32_on_reference_vectors(tiny):
+    reference, inputs = tiny
+    model, output = tiny_output(["train.channels_last=true"], reference, inputs)
+    assert all(p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.backbone.parameters() if p.dim() == 4)
+    torch.testing.assert_close(output, reference["output"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [["train.amp=true"],
+                                     ["train.amp=true", "train.channels_last=true"]])
+def test_amp_output_within_bf16_bound_of_fp32(tiny, options):
+    reference, inputs = tiny
+    _, fp32 = tiny_output([], reference, inputs)
+    _, output = tiny_output(options, reference, inputs)
+    difference = (output - fp32).abs()
+    assert torch.isfinite(output).all()
+    assert 0 < difference.max() < AMP_BOUND_M
+    assert difference.mean() < AMP_BOUND_M / 3
+
+
+def test_bench_step_prints_options_side_by_side(capsys):
+    bench_step.main(["--backbone", "hrnet_tiny", "--batch", "2", "--warmup", "0", "--steps", "1",
+                     "--options", "fp32", "channels_last", "--device", "cpu"])
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index(next(l for l in lines if l.startswith("option"))):]
+    assert [row.split()[0] for row in table[1:]] == ["fp32", "channels_last"]
+    assert float(table[1].split()[2]) == 1.0  # x fp32 of the baseline
+
+
+def test_bench_data_prints_the_ratio_last(synthetic_h36m, tmp_path, capsys):
+    store = str(tmp_path / "store")
+    run_toolbox("prepare_store.py", "--root", synthetic_h36m, "--out", store, "--splits", "val",
+                "--source", "images", "--workers", "1")
+    bench_data.main(["--root", synthetic_h36m, "--stores", store, "--split", "val",
+                     "--workers", "2", "--seconds", "0.2", "--samples", "5",
+                     "--label-rows", "2000", "--reference-label-rows", "1000",
+                     "--tmp", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("store/reference samples/s ratio: ")
+    assert float(lines[-1].split(": ")[1]) > 0
+    assert any(line.startswith("store: label columns (HDF5)") for line in lines)
