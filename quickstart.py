@@ -1,0 +1,168 @@
+"""The whole job in one command, on a CPU: install, a small synthetic Human3.6M, train, evaluate.
+
+    python3 quickstart.py                 # about 10 minutes on a 2-core machine
+
+Steps (each one is an ordinary command you can also run by hand; they are printed as they run):
+  1. pip install torch==2.13.0 (CPU), requirements.txt and this package (skip: --no-install)
+  2. H36M-Toolbox/synthesize_h36m.py     a synthetic raw release: S1, S5 (train), S9 (validation),
+                                         15 actions x 2 trials x 4 cameras x --frames frames
+  3. H36M-Toolbox/video_to_images.py     videos -> full-frame JPEGs
+  4. H36M-Toolbox/generate_labels_h36m.py  -> h36m_train.pkl, h36m_validation.pkl
+  5. train.py --config experiments/synthetic/quickstart.yaml   (tiny HRNet backbone)
+  6. train.py --eval on the best checkpoint, then the per-action table beside the error of always
+     predicting the mean training pose.
+Finished steps are not redone on a rerun (the toolbox skips what exists; a finished training run
+in --logdir is reused), so an interrupted quick start continues where it stopped.
+"""
+import argparse
+import glob
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+CONFIG = os.path.join("experiments", "synthetic", "quickstart.yaml")
+SUBJECTS = ["1", "5", "9"]
+ACTIONS = [str(a) for a in range(2, 17)]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=os.path.join("data", "synthetic_h36m"),
+                        help="where the synthetic Human3.6M goes")
+    parser.add_argument("--logdir", default=os.path.join("logs", "quickstart"),
+                        help="experiment folders go here")
+    parser.add_argument("--frames", type=int, default=10, help="frames per synthetic video")
+    parser.add_argument("--no-install", action="store_true", help="skip the pip installs")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for training and evaluation")
+    return parser.parse_args()
+
+
+def run(command):
+    """Run one step from the repository root; stop the quick start if it fails."""
+    print("\n$ " + " ".join(shlex.quote(c) for c in command), flush=True)
+    result = subprocess.run(command, cwd=REPO)
+    if result.returncode != 0:
+        sys.exit("quickstart: the step above failed (exit status %d); fix what it reports and "
+                 "rerun `python3 quickstart.py`: finished steps are skipped" % result.returncode)
+
+
+def install():
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run(pip + ["torch==2.13.0"])  # the CPU build; see README for CUDA
+    run(pip + ["-r", "requirements.txt"])
+    run(pip + ["--no-deps", "-e", "."])
+
+
+def prepare_data(root, frames):
+    subset = ["--subjects"] + SUBJECTS + ["--actions"] + ACTIONS
+    toolbox = os.path.join("H36M-Toolbox", "%s")
+    labels = [os.path.join(REPO, root, name) for name in ("h36m_train.pkl", "h36m_validation.pkl")]
+    if all(os.path.isfile(path) for path in labels):
+        print("\nlabels exist in %s: synthesis, extraction and labelling skipped" % root)
+        return
+    run([sys.executable, toolbox % "synthesize_h36m.py", "--root", root, "--frames", str(frames),
+         "--seed", "0"] + subset)
+    run([sys.executable, toolbox % "video_to_images.py", "--root", root] + subset)
+    run([sys.executable, toolbox % "generate_labels_h36m.py", "--root", root] + subset)
+
+
+def dataset_options(root):
+    return ["dataset.root=%s" % os.path.join(root, "images"),
+            "dataset.train_labels_path=%s" % os.path.join(root, "h36m_train.pkl"),
+            "dataset.val_labels_path=%s" % os.path.join(root, "h36m_validation.pkl")]
+
+
+def training_folders(logdir, title):
+    """Experiment folders of `title` in `logdir` that hold a last.bin, newest first."""
+    folders = glob.glob(os.path.join(REPO, logdir, "%s@*" % title))
+    return [f for f in sorted(folders, reverse=True)
+            if os.path.isfile(os.path.join(f, "checkpoints", "last.bin"))]
+
+
+def epochs_done(folder):
+    import torch
+    last = torch.load(os.path.join(folder, "checkpoints", "last.bin"), weights_only=True)
+    return last["epoch"] + 1
+
+
+def train(logdir, options):
+    """Train (or resume the newest unfinished run, or reuse a finished one); returns its folder."""
+    from mvn.config import load_config
+    config = load_config(os.path.join(REPO, CONFIG), options)
+    folders = training_folders(logdir, config.title)
+    if folders and epochs_done(folders[0]) >= config.train.n_epochs:
+        print("\ntraining already finished in %s: reused" % folders[0])
+        return folders[0]
+    command = [sys.executable, "train.py", "--config", CONFIG, "--logdir", logdir,
+               "--device", "cpu"]
+    if folders:
+        command += ["--resume", folders[0]]
+    run(command + ["--opts"] + options)
+    return training_folders(logdir, config.title)[0]
+
+
+def evaluate(logdir, checkpoint, options):
+    eval_logdir = os.path.join(logdir, "evaluation")
+    before = set(glob.glob(os.path.join(REPO, eval_logdir, "*")))
+    run([sys.executable, "train.py", "--config", CONFIG, "--logdir", eval_logdir, "--device",
+         "cpu", "--eval", "--checkpoint", checkpoint, "--opts"] + options
+        + ["dataset.val_frame_stride=1"])  # every validation frame
+    (folder,) = set(glob.glob(os.path.join(REPO, eval_logdir, "*"))) - before
+    with open(os.path.join(folder, "evaluation.json")) as f:
+        return json.load(f), folder
+
+
+def mean_pose_errors(root):
+    """Per-action errors (mm) of always predicting the mean root-relative training pose."""
+    import numpy as np
+    from mvn.datasets import load_label_columns
+    from mvn.metrics import per_action_errors
+    train_labels = load_label_columns(os.path.join(REPO, root, "h36m_train.pkl"))
+    val_labels = load_label_columns(os.path.join(REPO, root, "h36m_validation.pkl"))
+    train_3d = train_labels.keypoints_3d - train_labels.keypoints_3d[:, :1]  # (N, 17, 3)
+    val_3d = val_labels.keypoints_3d - val_labels.keypoints_3d[:, :1]        # (M, 17, 3)
+    mean_pose = np.broadcast_to(train_3d.mean(axis=0), val_3d.shape)
+    return per_action_errors(mean_pose, val_3d, val_labels.action)
+
+
+def print_comparison(model_errors, baseline_errors):
+    rows = list(model_errors["actions"]) + ["average"]
+    print("\n%-16s %8s %8s %8s %8s   %s" % ("action", "P1 mm", "P2 mm", "MPJVE", "frames",
+                                          "mean-pose P1 mm"))
+    for action in rows:
+        model = (model_errors["average"] if action == "average"
+                 else model_errors["actions"][action])
+        baseline = (baseline_errors["average"] if action == "average"
+                    else baseline_errors["actions"][action])
+        print("%-16s %8.1f %8.1f %8.1f %8d   %8.1f" % (action, model["p1"], model["p2"],
+                                                       model["mpjve"], model["frames"],
+                                                       baseline["p1"]))
+
+
+def main():
+    args = parse_args()
+    start = time.time()
+    if not args.no_install:
+        install()
+    prepare_data(args.root, args.frames)
+    options = dataset_options(args.root) + list(args.opts)
+    folder = train(args.logdir, options)
+    checkpoint = os.path.join(folder, "checkpoints", "best_epoch.bin")
+    model_errors, eval_folder = evaluate(args.logdir, checkpoint, options)
+    baseline_errors = mean_pose_errors(args.root)
+    print_comparison(model_errors, baseline_errors)
+    print("\nCA-PF (tiny, synthetic) average MPJPE %.1f mm; always predicting the mean training "
+          "pose: %.1f mm" % (model_errors["average"]["p1"], baseline_errors["average"]["p1"]))
+    print("checkpoint: %s\nevaluation (table as JSON/CSV, best/worst frames PNG): %s"
+          % (os.path.relpath(checkpoint, REPO), os.path.relpath(eval_folder, REPO)))
+    print("total time %.1f min" % ((time.time() - start) / 60))
+
+
+if __name__ == "__main__":
+    main()
