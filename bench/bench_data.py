@@ -204,7 +204,15 @@ def main(argv=None):
                         help="rows of the reference list actually built (memory: ~8 KB each)")
     parser.add_argument("--tmp", default=tempfile.gettempdir(), help="for the label files")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the data path is NumPy/OpenCV: no intra-op threads competing
+    try:
+        run(args)
+    finally:
+        torch.set_num_threads(threads)  # main() is also called in-process (tests)
+
+
+def run(args):
 
     reference = Human36MDataset(os.path.join(args.root, "images"),
                                 os.path.join(args.root, LABEL_FILES[args.split]))

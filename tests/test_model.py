@@ -23,6 +23,15 @@ LAYOUT_CONFIGS = {
 TIGHT = dict(rtol=1e-5, atol=1e-5)
 
 
+def assert_matches_reference_output(ours, reference):
+    """Model outputs (metres) to 1e-5 of their scale. The reference computed them in float32, so
+    they carry its own rounding: its flip-test prediction lies 1.9e-5 m from a float64 evaluation
+    of the same weights (outputs up to 2.1 m), and ours moves at that level with the CPU thread
+    count. A bound of 1e-5 m regardless of scale would test the thread count, not the model."""
+    scale = reference.abs().max().item()
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5 * max(scale, 1.0))
+
+
 @pytest.fixture(scope="module")
 def tiny():
     reference = load_reference("tiny_vectors.pt")
@@ -38,7 +47,7 @@ def test_tiny_model_output_matches_reference(tiny):
     with torch.no_grad():
         output = model(*inputs)
     assert output.shape == (3, 1, 17, 3)
-    torch.testing.assert_close(output, ref["output"], **TIGHT)
+    assert_matches_reference_output(output, ref["output"])
     for before, after in zip(copies, inputs):  # forward leaves its arguments untouched
         assert torch.equal(before, after)
 
@@ -49,7 +58,7 @@ def test_flip_test_from_raw_bgr_matches_reference_vectors(tiny):
     with torch.no_grad():
         images = prepare_images(flip["images_bgr_uint8"], "hrnet_tiny")
         prediction = flip_test(model, images, flip["keypoints_2d"], flip["keypoints_2d_crop"])
-    torch.testing.assert_close(prediction, flip["prediction"], **TIGHT)
+    assert_matches_reference_output(prediction, flip["prediction"])
     error = mpjpe(prediction, root_relative(flip["keypoints_3d"]))
     torch.testing.assert_close(error, flip["mpjpe"], **TIGHT)
     # Without the flip test the prediction is measurably different: the test exercises it.
