@@ -1,9 +1,12 @@
 """Make docs/pose_example.png: one validation frame as `mvn.vis.sample_panel` (the crop with its
 2D input joints, the 3D prediction over the ground truth from two fixed viewpoints).
 
-    python docs/make_pose_example.py --config experiments/synthetic/tiny.yaml \
-        --checkpoint logs/<experiment>/checkpoints/best_epoch.bin --index 100 \
-        --opts dataset.root=DATA/images dataset.val_labels_path=DATA/h36m_validation.pkl
+The picture in the README came from the quick start's checkpoint:
+
+    python docs/make_pose_example.py --config experiments/synthetic/quickstart.yaml \
+        --checkpoint logs/quickstart/<experiment>/checkpoints/best_epoch.bin --index 500 \
+        --opts dataset.root=data/synthetic_h36m/images dataset.val_frame_stride=1 \
+               dataset.val_labels_path=data/synthetic_h36m/h36m_validation.pkl
 """
 import argparse
 
