@@ -3,7 +3,7 @@
 Reads the videos directly (no full-frame JPEG stage) or an existing images/ folder, crops every
 labelled frame exactly as the training would (mvn.geometry.crop_image with the record's center
 and scale) and writes one HDF5 file per split plus manifest.json (layout: mvn/datasets/store.py).
-Crops are stored as JPEG (quality 95: ~1/10 of a real full frame's bytes, decoded >10x faster
+Crops are stored as JPEG (quality 95; bench/RESULTS.md: 14 KB per crop, decoded ~13x faster
 than a full frame is decoded and warped) or raw uint8 (identical to the pkl path's crops when
 built from the same images). The work runs in chunks, one per sequence, in parallel; the
 manifest records the finished ones, so a build that was interrupted (or stopped by

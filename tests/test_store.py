@@ -261,3 +261,27 @@ def test_builder_refuses_changed_labels_and_missing_files(synthetic_h36m, stores
 def test_verify_reports_complete_store(stores):
     result = run_toolbox("prepare_store.py", "--out", stores["jpeg"], "--verify")
     assert "train: 96 frames, complete and readable" in result.stdout
+
+
+def test_torn_split_file_and_corrupt_crop_name_the_file_and_row(stores, tmp_path):
+    import shutil
+    import h5py
+    torn = str(tmp_path / "torn")
+    shutil.copytree(stores["jpeg"], torn)
+    with open(os.path.join(torn, "val.h5"), "r+b") as f:
+        f.truncate(100)  # a kill during a write
+    with pytest.raises(StoreError, match=r"cannot read .*val\.h5.*--overwrite"):
+        Human36MStoreDataset(torn, "val")
+
+    corrupt = str(tmp_path / "corrupt")
+    shutil.copytree(stores["jpeg"], corrupt)
+    with h5py.File(os.path.join(corrupt, "val.h5"), "r+") as f:
+        start, size = int(f["frame_offset"][3]), int(f["frame_size"][3])
+        f["frames"][start:start + size] = 0  # row 3's JPEG bytes overwritten
+    dataset = Human36MStoreDataset(corrupt, "val")
+    dataset.load_crop(2)  # the neighbours are intact
+    with pytest.raises(StoreError) as error:
+        dataset.load_crop(3)
+    message = str(error.value)
+    assert "val.h5 row 3" in message and dataset.labels.image[3].decode() in message
+    assert "--verify" in message

@@ -27,8 +27,6 @@ import numpy as np
 from mvn.datasets.human36m import LabelledCropDataset
 from mvn.datasets.labels import LabelColumns, LabelError
 
-cv2.setNumThreads(0)  # DataLoader workers are the parallelism
-
 STORE_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SPLIT_FILES = {"train": "train.h5", "val": "val.h5"}
@@ -120,11 +118,13 @@ def read_label_columns(group):
 # ----------------------------------------------------------------------------------------------
 # Frames
 
-def decode_jpeg(data):
-    """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR."""
+def decode_jpeg(data, where):
+    """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR; `where` names the row in errors."""
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None or image.shape != CROP_SHAPE:
-        raise StoreError("a stored crop is not a %dx%d JPEG; rebuild the store" % CROP_SHAPE[:2])
+        raise StoreError("%s: the stored crop is not a %dx%d JPEG; check the store with `%s "
+                         "--out <store> --verify` and rebuild it with --overwrite"
+                         % ((where,) + CROP_SHAPE[:2] + (BUILD_COMMAND,)))
     return image
 
 
@@ -147,11 +147,15 @@ class Human36MStoreDataset(LabelledCropDataset):
         if not os.path.isfile(self.path):
             raise StoreError("%s is missing although the manifest lists it; rebuild the store "
                              "with `%s --overwrite`" % (self.path, manifest["command"]))
-        with h5py.File(self.path, "r") as f:
-            columns = read_label_columns(f["labels"])
-            if self.format == "jpeg":
-                self.frame_offset = f["frame_offset"][()]  # (N,) int64
-                self.frame_size = f["frame_size"][()]      # (N,) int64
+        try:
+            with h5py.File(self.path, "r") as f:
+                columns = read_label_columns(f["labels"])
+                if self.format == "jpeg":
+                    self.frame_offset = f["frame_offset"][()]  # (N,) int64
+                    self.frame_size = f["frame_size"][()]      # (N,) int64
+        except (OSError, KeyError) as error:  # not HDF5, torn by a kill, or a dataset missing
+            raise StoreError("cannot read %s (%s); rebuild the store with `%s --overwrite`"
+                             % (self.path, error, manifest["command"])) from None
         if len(columns) != entry["rows"]:
             raise StoreError("%s holds %d label rows but its manifest says %d; rebuild the store "
                              "with `%s --overwrite`" % (self.path, len(columns), entry["rows"],
@@ -180,4 +184,5 @@ class Human36MStoreDataset(LabelledCropDataset):
         if self.format == "raw":
             return frames[row]
         start = self.frame_offset[row]
-        return decode_jpeg(frames[start:start + self.frame_size[row]])
+        return decode_jpeg(frames[start:start + self.frame_size[row]],
+                           "%s row %d (%s)" % (self.path, row, self.labels.image[index].decode()))
