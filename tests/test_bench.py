@@ -59,6 +59,19 @@ def test_amp_output_within_bf16_bound_of_fp32(tiny, options):
     assert difference.mean() < AMP_BOUND_M / 3
 
 
+def test_rounding_only_the_images_to_bf16_already_moves_the_output_past_half_a_millimetre(tiny):
+    """bench_step.py's floor for bf16 (bench/RESULTS.md): the fp32 model on bf16-rounded images.
+    On the tiny vectors it moves the output by ~19 mm (HRNet-32 fill vectors: ~2 mm)."""
+    reference, inputs = tiny
+    config = load_config(None, TINY)
+    model, fp32 = tiny_output([], reference, inputs)
+    unrounded = bench_step.reference_output(model, config, reference, torch.device("cpu"))
+    floor = bench_step.reference_output(model, config, reference, torch.device("cpu"),
+                                        round_images_to_bf16=True)
+    assert torch.equal(unrounded, fp32)
+    assert 0.0005 < (floor - fp32).abs().max() < 0.1
+
+
 def test_bench_step_prints_options_side_by_side(capsys):
     bench_step.main(["--backbone", "hrnet_tiny", "--batch", "2", "--warmup", "0", "--steps", "1",
                      "--options", "fp32", "channels_last", "--device", "cpu"])
