@@ -130,6 +130,8 @@ def main(argv=None):
              else platform.processor() or platform.machine(), torch.__version__,
              torch.get_num_threads(), args.backbone, batch_size, args.warmup, args.steps))
     batch = random_batch(batch_size)
+    if device.type == "cuda":  # as the training DataLoader hands it over (pin_memory on cuda)
+        batch = {name: tensor.pin_memory() for name, tensor in batch.items()}
     options = ["fp32"] + [o for o in args.options if o != "fp32"]  # fp32 first: the baseline
     rows, fp32, floor_mm = [], None, None
     for option in options:
