@@ -5,6 +5,7 @@ and their combinations -- this times whole training steps as `mvn.engine.train_o
 them (batch preparation, forward through the frozen backbone, MPJPE loss, backward, AdamW step)
 on a random batch, after checking the option's eval-mode output on the reference vectors
 (`hrnet32_fill_vectors.pt`, weights filled by the reference's procedure) against fp32, in mm.
+Its last line is the floor for bf16 there: the fp32 model on the images rounded to bf16.
 
   python bench/bench_step.py                                   # CPU, HRNet-32, batch 32
   python bench/bench_step.py --device cuda --batch 512         # a GPU
