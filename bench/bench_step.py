@@ -4,8 +4,9 @@ For each option set -- fp32, `train.amp` (bf16 autocast), `train.channels_last`,
 and their combinations -- this times whole training steps as `mvn.engine.train_one_epoch` runs
 them (batch preparation, forward through the frozen backbone, MPJPE loss, backward, AdamW step)
 on a random batch, after checking the option's eval-mode output on the reference vectors
-(`hrnet32_fill_vectors.pt`, weights filled by the reference's procedure) against fp32, in mm.
-Its last line is the floor for bf16 there: the fp32 model on the images rounded to bf16.
+(`hrnet32_fill_vectors.pt`, or `cpn_fill_vectors.pt` for --backbone cpn; weights filled by the
+reference's procedure) against fp32, in mm. Its last line is what rounding only the images to
+bf16 costs there, the rest in fp32: a bf16 backbone does at least that rounding.
 
   python bench/bench_step.py                                   # CPU, HRNet-32, batch 32
   python bench/bench_step.py --device cuda --batch 512         # a GPU
@@ -31,6 +32,7 @@ REFERENCE_DIR = os.environ.get(
 OPTION_KEYS = {"amp": "train.amp", "channels_last": "train.channels_last",
                "compile": "train.compile"}
 DEFAULT_OPTIONS = ["fp32", "amp", "channels_last", "amp+channels_last"]
+VECTOR_FILES = {"hrnet_32": "hrnet32_fill_vectors.pt", "cpn": "cpn_fill_vectors.pt"}
 
 
 def option_config(option, backbone):
@@ -95,9 +97,9 @@ def train_steps(call, optimizer, config, batch, device, steps):
 def reference_output(call, config, vectors, device, round_images_to_bf16=False):
     """(B, 1, 17, 3) eval-mode output on the reference inputs, float32 on the CPU.
 
-    With `round_images_to_bf16`, the prepared images alone are rounded to bfloat16 first: any
-    bf16 backbone sees at most this much of them, so with the model in fp32 this gives the
-    smallest difference from fp32 that bf16 can reach on these vectors."""
+    With `round_images_to_bf16`, the prepared images alone are rounded to bfloat16 first, as a
+    bf16 backbone's first convolution rounds them; with the model in fp32 this gives the
+    difference that this rounding alone makes on these vectors."""
     call.eval()
     inputs = [vectors[k].to(device) for k in ("images", "keypoints_2d", "keypoints_2d_crop")]
     if round_images_to_bf16:
@@ -113,7 +115,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, help="default: 512 on cuda, 32 on cpu")
     parser.add_argument("--backbone", default="hrnet_32",
-                        help="hrnet_32 (checked against hrnet32_fill_vectors.pt) or hrnet_tiny")
+                        help="hrnet_32 or cpn (checked against their fill vectors), or "
+                        "hrnet_tiny (not checked)")
     parser.add_argument("--options", nargs="+", default=DEFAULT_OPTIONS,
                         help="fp32, or '+'-joined sets of amp, channels_last, compile")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per option")
@@ -123,9 +126,13 @@ def main(argv=None):
     device = torch.device(args.device)
     batch_size = args.batch or (512 if device.type == "cuda" else 32)
     vectors = None
-    if args.backbone == "hrnet_32":
-        vectors = torch.load(os.path.join(args.reference_dir, "hrnet32_fill_vectors.pt"),
-                             map_location="cpu", weights_only=True)
+    if args.backbone in VECTOR_FILES:
+        path = os.path.join(args.reference_dir, VECTOR_FILES[args.backbone])
+        if not os.path.isfile(path):
+            raise SystemExit("reference vectors %s not found: pass --reference-dir (or set "
+                             "CAPF_REFERENCE_DIR) to the folder holding %s"
+                             % (path, VECTOR_FILES[args.backbone]))
+        vectors = torch.load(path, map_location="cpu", weights_only=True)
     print("device %s (%s), torch %s, %d threads; %s batch %d, %d warm-up + %d timed steps"
           % (device, torch.cuda.get_device_name(device) if device.type == "cuda"
              else platform.processor() or platform.machine(), torch.__version__,

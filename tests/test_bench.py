@@ -93,3 +93,8 @@ def test_bench_data_prints_the_ratio_last(synthetic_h36m, tmp_path, capsys):
     assert lines[-1].startswith("store/reference samples/s ratio: ")
     assert float(lines[-1].split(": ")[1]) > 0
     assert any(line.startswith("store: label columns (HDF5)") for line in lines)
+
+
+def test_bench_step_names_missing_reference_vectors(tmp_path):
+    with pytest.raises(SystemExit, match="hrnet32_fill_vectors.pt not found"):
+        bench_step.main(["--reference-dir", str(tmp_path), "--options", "fp32"])
