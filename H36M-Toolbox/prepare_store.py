@@ -30,6 +30,7 @@ import numpy as np
 import h36m_toolbox as tb
 from mvn import geometry
 from mvn.datasets import store
+from mvn.datasets.human36m import read_frame_bgr
 from mvn.datasets.labels import LabelError, load_label_columns
 
 LABEL_FILES = {"train": "h36m_train.pkl", "val": "h36m_validation.pkl"}
@@ -49,8 +50,8 @@ class ChunkJob:
     path: str                    # the video file, or the images root
     image_names: np.ndarray      # (n,) bytes, paths relative to the images root
     frames: np.ndarray           # (n,) int64, 1-based frame numbers
-    centers: np.ndarray          # (n, 2) float32, as in the labels
-    scales: np.ndarray           # (n, 2) float32
+    centers: np.ndarray          # (n, 2) float64, as in the labels
+    scales: np.ndarray           # (n, 2) float64
     format: str                  # "jpeg" or "raw"
     quality: int
     chroma: str                  # JPEG chroma subsampling, "420" or "444"
@@ -127,7 +128,7 @@ def image_frames(images_root, image_names):
     """Yield (row position, BGR frame) read from the extracted full-frame JPEGs."""
     for position, name in enumerate(image_names):
         path = os.path.join(images_root, name.decode())
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        image = read_frame_bgr(path)
         if image is None:
             raise tb.ToolboxError("cannot read %s, named by the labels: re-run "
                                   "video_to_images.py for it, or use --source videos" % path)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mvn.geometry import CROP_SIZE
+from mvn.geometry import BOX_UNIT_PX, CROP_SHAPE
 from mvn.models.weights import WeightsError, check_state_dict, extract_state_dict, \
     read_weights_file
 
@@ -28,7 +28,6 @@ COCO_KEYPOINT_NAMES = (
     "left_knee", "right_knee", "left_ankle", "right_ankle",                  # 13..16
 )
 HEAD_PREFIX = "final_layer."  # the COCO heatmap head's keys in the published HRNet files
-PIXEL_STD = 200.0             # HRNet's box scale unit: scale = size / 200
 BOX_PADDING = 1.25            # HRNet's enlargement of a detector box (box_to_center_scale)
 
 # Human3.6M joint <- COCO keypoints, as weights of a weighted mean (every row sums to 1, so the
@@ -75,7 +74,7 @@ def coco_scores_to_h36m(scores_coco):
     return np.min(scores_coco[..., None, :] + used, axis=-1)
 
 
-def box_to_center_scale(boxes_px, padding=BOX_PADDING, aspect_ratio=CROP_SIZE[0] / CROP_SIZE[1]):
+def box_to_center_scale(boxes_px, padding=BOX_PADDING, aspect_ratio=CROP_SHAPE[1] / CROP_SHAPE[0]):
     """(..., 4) boxes x1, y1, x2, y2 -> center (..., 2) px, scale (..., 2) = (w, h) / 200.
 
     As HRNet's demo `box_to_center_scale`: the box is widened or heightened to the crop's
@@ -86,7 +85,7 @@ def box_to_center_scale(boxes_px, padding=BOX_PADDING, aspect_ratio=CROP_SIZE[0]
     height = boxes_px[..., 3] - boxes_px[..., 1]
     width, height = (np.maximum(width, height * aspect_ratio),
                      np.maximum(height, width / aspect_ratio))
-    scale = np.stack([width, height], axis=-1) / PIXEL_STD * padding
+    scale = np.stack([width, height], axis=-1) / BOX_UNIT_PX * padding
     return center, scale
 
 
@@ -121,10 +120,11 @@ def decode_heatmaps(heatmaps):
     return coords, scores
 
 
-def heatmap_to_crop_px(coords, heatmap_size=(48, 64), crop_size=CROP_SIZE):
-    """(..., 2) heatmap pixels -> crop pixels: x * 192 / 48 (= 4), as HRNet was trained."""
-    return coords * coords.new_tensor([crop_size[0] / heatmap_size[0],
-                                       crop_size[1] / heatmap_size[1]])
+def heatmap_to_crop_px(coords, heatmap_shape=(64, 48), crop_shape=CROP_SHAPE):
+    """(..., 2) heatmap pixels (x, y) -> crop pixels: x * 192 / 48 (= 4), as HRNet was trained.
+    Shapes are (height, width)."""
+    return coords * coords.new_tensor([crop_shape[1] / heatmap_shape[1],
+                                       crop_shape[0] / heatmap_shape[0]])
 
 
 class CocoHeatmapHead(nn.Module):
@@ -156,9 +156,7 @@ class CocoKeypointDetector(nn.Module):
         """(B, 256, 192, 3) prepared -> COCO keypoints (B, 17, 2) crop pixels, scores (B, 17)."""
         heatmaps = self(images)
         coords, scores = decode_heatmaps(heatmaps.float())
-        size = (heatmaps.shape[-1], heatmaps.shape[-2])
-        crop_size = (images.shape[2], images.shape[1])
-        return heatmap_to_crop_px(coords, size, crop_size), scores
+        return heatmap_to_crop_px(coords, tuple(heatmaps.shape[-2:]), tuple(images.shape[1:3])), scores
 
 
 def load_coco_detector(backbone, path):

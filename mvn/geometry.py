@@ -3,12 +3,13 @@
 Small pure functions over numpy arrays (leading axes broadcast). Conventions (Human3.6M):
 world and camera coordinates in millimetres; `R` (3,3) rotates world -> camera and `T` (3,) is the
 camera centre in world coordinates, so `X_cam = R @ (X_world - T)`; pixels have x to the right,
-y down. Crops are 256 high x 192 wide (human36m-data.md step 3).
+y down. Crops are 256 high x 192 wide (docs/fidelity.md, "Crop").
 """
 import cv2
 import numpy as np
 
-CROP_SIZE = (192, 256)  # (width, height) of the crop in pixels
+CROP_SHAPE = (256, 192)  # (height, width) of the crop in pixels: the one home of the crop size
+BOX_UNIT_PX = 200.0     # a label's `scale` is the box size in units of 200 pixels
 
 
 def world_to_camera(points_world_mm, R, T_mm):
@@ -59,7 +60,7 @@ def project_to_2d(points_cam_mm, f_px, c_px, k, p):
 
 
 def box_from_root(root_cam_mm, f_px, c_px):
-    """(..., 3) root joint (camera mm) -> (..., 4) box [x1, y1, x2, y2] in pixels (spec step 2).
+    """(..., 3) root joint (camera mm) -> (..., 4) box [x1, y1, x2, y2] in pixels.
 
     The corners root + (-1000, -900, 0) and root + (1000, 1100, 0) mm, projected with the pinhole
     model: a 2 m wide, 2 m high window around the pelvis, more of it below (the legs).
@@ -75,7 +76,7 @@ def center_scale_from_box(box_px):
     box_px = np.asarray(box_px, dtype=np.float64)
     x1, y1, x2, y2 = box_px[..., 0], box_px[..., 1], box_px[..., 2], box_px[..., 3]
     center_px = np.stack([0.5 * (x1 + x2), 0.5 * (y1 + y2)], axis=-1)
-    scale = np.stack([(x2 - x1) / 200.0, (y2 - y1) / 200.0], axis=-1)
+    scale = np.stack([(x2 - x1) / BOX_UNIT_PX, (y2 - y1) / BOX_UNIT_PX], axis=-1)
     return center_px, scale
 
 
@@ -85,27 +86,32 @@ def _third_point(a, b):
     return b + np.array([-d[1], d[0]], dtype=np.float32)
 
 
-def get_affine_transform(center, scale, output_size=CROP_SIZE):
-    """2x3 float64 matrix mapping full-frame pixels into the crop (spec step 3, no rotation).
+def get_affine_transform(center, scale, output_shape=CROP_SHAPE):
+    """2x3 float64 matrix mapping full-frame pixels into the crop (no rotation).
 
-    Source points: `center`, `center + (0, -(sw - 1) / 2)` with sw = scale[0] * 200, and the point
-    completing the right angle; destination: the crop centre ((w - 1) / 2, (h - 1) / 2), that point
-    + (0, -(w - 1) / 2), and likewise. Only the box width sets the zoom. The points are float32 and
-    solved with `cv2.getAffineTransform`, like the reference, so the matrices are bit-identical.
+    Source points: `center`, `center + d` with d = (0, -(sw - 1) / 2), sw = scale[0] * 200, and
+    the point completing the right angle; destination: the crop centre ((w - 1) / 2, (h - 1) / 2),
+    that point + (0, -(w - 1) / 2), and likewise. Only the box width sets the zoom.
+
+    Bit-identical to CA-PF's copy of HRNet's function (docs/fidelity.md, "Crop"): `d` is rounded
+    to float32 before it is added to the centre, the inputs keep their own dtype (float64 label
+    values stay float64, float32 ones are computed in float32), the points are stored as float32
+    and solved with `cv2.getAffineTransform`.
     """
-    center = np.asarray(center, dtype=np.float64).reshape(2)
-    source_width_px = float(np.asarray(scale, dtype=np.float64).reshape(2)[0]) * 200.0
-    width, height = output_size
+    center = np.asarray(center).reshape(2)                   # dtype kept, as np.array() does
+    scale_px = np.asarray(scale).reshape(2) * BOX_UNIT_PX    # (w, h) of the box in pixels
+    height, width = output_shape
+    source_direction = np.array([0, (scale_px[0] - 1) * -0.5], dtype=np.float32)
+    target_direction = np.array([0, (width - 1) * -0.5], dtype=np.float32)
     src = np.zeros((3, 2), dtype=np.float32)
     dst = np.zeros((3, 2), dtype=np.float32)
     src[0, :] = center
-    src[1, :] = center + np.array([0.0, (source_width_px - 1) * -0.5])
+    src[1, :] = center + source_direction
     dst[0, :] = [(width - 1) * 0.5, (height - 1) * 0.5]
-    dst[1, :] = (np.array([(width - 1) * 0.5, (height - 1) * 0.5])
-                 + np.array([0.0, (width - 1) * -0.5]))
+    dst[1, :] = np.array([(width - 1) * 0.5, (height - 1) * 0.5]) + target_direction
     src[2, :] = _third_point(src[0, :], src[1, :])
     dst[2, :] = _third_point(dst[0, :], dst[1, :])
-    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+    return cv2.getAffineTransform(src, dst)
 
 
 def affine_transform_points(points_px, M):
@@ -117,10 +123,11 @@ def affine_transform_points(points_px, M):
                      M[1, 0] * x + M[1, 1] * y + M[1, 2]], axis=-1)
 
 
-def crop_image(image, center, scale, output_size=CROP_SIZE):
+def crop_image(image, center, scale, output_shape=CROP_SHAPE):
     """(H, W, C) full frame -> (256, 192, C) crop: bilinear warp, zeros outside the frame."""
-    M = get_affine_transform(center, scale, output_size)
-    return cv2.warpAffine(image, M, tuple(int(v) for v in output_size), flags=cv2.INTER_LINEAR,
+    M = get_affine_transform(center, scale, output_shape)
+    height, width = output_shape
+    return cv2.warpAffine(image, M, (int(width), int(height)), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 

@@ -28,6 +28,7 @@ import h36m_toolbox  # noqa: E402
 import synthesize_h36m  # noqa: E402
 import video_to_images  # noqa: E402
 from mvn import geometry, h36m  # noqa: E402
+from released_behaviour import released_affine, released_crop_keypoints  # noqa: E402
 
 SUBJECTS, ACTIONS, FRAMES, SEED = [1, 9], [2, 3], 5, 7
 SELECTION = ["--subjects", "1", "9", "--actions", "2", "3"]
@@ -306,10 +307,13 @@ def test_labels_recomputed_independently_from_poses_and_calibration(release):
         np.testing.assert_allclose(record["scale"], scale, rtol=1e-12)
         # crop: zoom (191 / 2) / ((w_box - 1) / 2) about the centre onto (95.5, 127.5)
         zoom = 95.5 / ((scale[0] * 200 - 1) / 2)
+        matrix = released_affine(record["center"], record["scale"])
         for crop, full in ((record["joints_2d_gt_crop"], d2), (record["joints_2d_cpn_crop"], cpn)):
             assert crop.dtype == np.float32 and crop.shape == (17, 2)
             expected = (np.asarray(full, np.float64) - center) * zoom + [95.5, 127.5]
             np.testing.assert_allclose(crop, expected, atol=2e-3)
+            # and exactly what the released label script stores
+            assert np.array_equal(crop, released_crop_keypoints(full, matrix))
         # screen normalisation with the full frame's size; metres
         np.testing.assert_allclose(record["joints_2d_gt"], d2 / width * 2 - [1, height / width],
                                    rtol=1e-12)

@@ -12,11 +12,9 @@ def build_dataset(config, split):
     labels_path = d.train_labels_path if split == "train" else d.val_labels_path
     stride = d.train_frame_stride if split == "train" else d.val_frame_stride
     if d.format == "pkl":
-        return Human36MDataset(d.root, labels_path, frame_stride=stride,
-                               image_shape=d.image_shape)
+        return Human36MDataset(d.root, labels_path, frame_stride=stride)
     if d.format == "store":  # the store holds its own labels (made from those files)
-        return Human36MStoreDataset(d.store_path, split, frame_stride=stride,
-                                    image_shape=d.image_shape)
+        return Human36MStoreDataset(d.store_path, split, frame_stride=stride)
     raise ValueError("dataset.format '%s' is not available" % d.format)
 
 

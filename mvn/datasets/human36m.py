@@ -1,6 +1,6 @@
 """Human3.6M samples from the published label files + full-frame images (`dataset.format: pkl`).
 
-Each sample is the 256x192 crop around the subject (spec: human36m-data.md, step 3), the CPN
+Each sample is the 256x192 crop around the subject (docs/fidelity.md, "Crop"), the CPN
 detections (screen-normalised and in crop pixels) and the 3D joints in metres. Batch preparation
 (normalisation, flips) happens on the whole batch later, in `mvn.batch`.
 """
@@ -10,10 +10,19 @@ import cv2
 import torch
 from torch.utils.data import Dataset
 
-from mvn.datasets.labels import LabelError, load_label_columns
+from mvn.datasets.labels import load_label_columns
 from mvn.geometry import crop_image
 
 cv2.setNumThreads(0)  # DataLoader workers are the parallelism; OpenCV threads would oversubscribe
+
+
+# How a full frame is read: as the released dataset does (an EXIF orientation tag is ignored).
+FRAME_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def read_frame_bgr(path):
+    """(H, W, 3) uint8 BGR full frame at `path`, or None when it cannot be read."""
+    return cv2.imread(path, FRAME_READ_FLAGS)
 
 
 class MissingImageError(FileNotFoundError):
@@ -46,13 +55,9 @@ class LabelledCropDataset(Dataset):
 class Human36MDataset(LabelledCropDataset):
     """Crops from full-frame JPEGs, decoded and warped per sample like the reference."""
 
-    def __init__(self, images_root, labels_path, frame_stride=1, image_shape=(256, 192)):
+    def __init__(self, images_root, labels_path, frame_stride=1):
         self.images_root = images_root
         self.labels_path = labels_path
-        self.image_shape = tuple(image_shape)
-        if self.image_shape != (256, 192):
-            raise LabelError("dataset.image_shape must be [256, 192] (the crop the model and "
-                             "the labels' crop keypoints are made for), got %s" % (image_shape,))
         self.labels = load_label_columns(labels_path, frame_stride)
         if not os.path.isdir(images_root):
             raise MissingImageError("images root %s does not exist; extract the frames with "
@@ -63,7 +68,7 @@ class Human36MDataset(LabelledCropDataset):
         """(256, 192, 3) uint8 BGR crop of record `index`."""
         relative = self.labels.image[index].decode()
         path = os.path.join(self.images_root, relative)
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        image = read_frame_bgr(path)
         if image is None:
             raise MissingImageError(
                 "image %s of record %d in %s is missing or unreadable; re-run "

@@ -1,7 +1,7 @@
 """Human3.6M label files: the published pickles read safely, then held as columns.
 
 The published `h36m_train.pkl` / `h36m_validation.pkl` are lists of ~2 million dicts, one per frame
-(CA-PF.md section 6). Held like that, every DataLoader worker slowly copies them (touching a Python
+(the released label format). Held like that, every DataLoader worker slowly copies them (touching a Python
 object writes its reference count). `LabelColumns` keeps one NumPy array per field instead.
 """
 import os
@@ -57,8 +57,9 @@ class LabelColumns:
     keypoints_2d: np.ndarray        # (N, 17, 2) float32, CPN detections, screen-normalised
     keypoints_2d_crop: np.ndarray   # (N, 17, 2) float32, CPN detections in crop pixels
     keypoints_3d: np.ndarray        # (N, 17, 3) float32, camera frame, metres
-    center: np.ndarray              # (N, 2) float32, box centre in full-frame pixels
-    scale: np.ndarray               # (N, 2) float32, box size / 200
+    center: np.ndarray              # (N, 2) float64, box centre in full-frame pixels
+    scale: np.ndarray               # (N, 2) float64, box size / 200 (float64 as in the label file:
+                                    # the crop matrix depends on it, docs/fidelity.md "Crop")
     subject: np.ndarray             # (N,) int16
     action: np.ndarray              # (N,) int16, 2..16
     subaction: np.ndarray           # (N,) int16, 1..2
@@ -90,8 +91,8 @@ def records_to_columns(records, path="labels"):
             keypoints_2d=np.stack([r["joints_2d_cpn"] for r in records]).astype(np.float32),
             keypoints_2d_crop=np.stack([r["joints_2d_cpn_crop"] for r in records]).astype(np.float32),
             keypoints_3d=np.stack([r["joints_3d"] for r in records]).astype(np.float32),
-            center=np.stack([np.asarray(r["center"]) for r in records]).astype(np.float32),
-            scale=np.stack([np.asarray(r["scale"]) for r in records]).astype(np.float32),
+            center=np.stack([np.asarray(r["center"]) for r in records]).astype(np.float64),
+            scale=np.stack([np.asarray(r["scale"]) for r in records]).astype(np.float64),
             subject=np.array([r["subject"] for r in records], dtype=np.int16),
             action=np.array([r["action"] for r in records], dtype=np.int16),
             subaction=np.array([r["subaction"] for r in records], dtype=np.int16),

@@ -2,7 +2,7 @@
 
 The reference decodes a ~1000x1000 JPEG per sample every epoch only to crop 256x192 from it, and
 hands every DataLoader worker a list of ~2 million dicts. The store holds each sample's crop,
-already made (spec human36m-data.md step 3), and the labels as one array per field, in one HDF5
+already made (docs/fidelity.md, "Crop"), and the labels as one array per field, in one HDF5
 file per split. `H36M-Toolbox/prepare_store.py` writes it; `Human36MStoreDataset` reads it and
 gives the same samples as `Human36MDataset` (identical tensors for raw crops made from the same
 images; JPEG crops differ by a measured, tested amount).
@@ -24,14 +24,15 @@ import cv2
 import h5py
 import numpy as np
 
+from mvn import geometry
 from mvn.datasets.human36m import LabelledCropDataset
 from mvn.datasets.labels import LabelColumns, LabelError
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: crops from the float64 label centre and scale (version 1 cast them to float32)
 MANIFEST_NAME = "manifest.json"
 SPLIT_FILES = {"train": "train.h5", "val": "val.h5"}
 FORMATS = ("jpeg", "raw")
-CROP_SHAPE = (256, 192, 3)  # (height, width, BGR)
+CROP_SHAPE = geometry.CROP_SHAPE + (3,)  # (height, width, BGR) of a stored crop
 BUILD_COMMAND = "python H36M-Toolbox/prepare_store.py"
 
 
@@ -134,10 +135,7 @@ class Human36MStoreDataset(LabelledCropDataset):
     The HDF5 file is opened lazily in each process that reads frames (an h5py handle must not
     cross a fork), so the dataset can be handed to DataLoader workers as it is."""
 
-    def __init__(self, store_path, split, frame_stride=1, image_shape=(256, 192)):
-        if tuple(image_shape) != CROP_SHAPE[:2]:
-            raise StoreError("dataset.image_shape must be [256, 192] (the crops the store holds), "
-                             "got %s" % (image_shape,))
+    def __init__(self, store_path, split, frame_stride=1):
         manifest = read_manifest(store_path)
         entry = check_split(manifest, split, store_path)
         self.store_path = store_path
