@@ -128,7 +128,7 @@ def mean_pose_errors(root):
     train_3d = train_labels.keypoints_3d - train_labels.keypoints_3d[:, :1]  # (N, 17, 3)
     val_3d = val_labels.keypoints_3d - val_labels.keypoints_3d[:, :1]        # (M, 17, 3)
     mean_pose = np.broadcast_to(train_3d.mean(axis=0), val_3d.shape)
-    return per_action_errors(mean_pose, val_3d, val_labels.action)
+    return per_action_errors(mean_pose, val_3d, val_labels.action, val_labels.subaction)
 
 
 def print_comparison(model_errors, baseline_errors):

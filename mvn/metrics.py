@@ -1,4 +1,5 @@
-"""3D pose errors (VideoPose3D conventions) and the per-action table of the protocol (spec 5).
+"""3D pose errors (VideoPose3D conventions) and the per-action table of the protocol
+(docs/fidelity.md, "Evaluation").
 
 Every metric accepts torch tensors or NumPy arrays of shape (..., J, 3) and returns the same kind
 (a 0-d tensor, or a Python float for NumPy input). `reduce=False` gives one value per frame.
@@ -102,17 +103,27 @@ def mpjve(predicted, target, reduce=True):
     return _result(value, is_numpy, reduce)
 
 
-def per_action_errors(predicted_m, target_m, action_ids):
-    """The protocol's table (spec 5) from root-relative poses in metres.
+def per_action_errors(predicted_m, target_m, action_ids, subaction_ids):
+    """The protocol's per-action table from root-relative poses in metres (docs/fidelity.md,
+    "Evaluation").
 
-    predicted_m, target_m: (N, 17, 3) (or (N, 1, 17, 3)) in label-list order; action_ids: (N,)
-    ints 2..16. Returns {'actions': {name: {'p1', 'p2', 'mpjve', 'frames'}}, 'average': {...},
+    predicted_m, target_m: (N, 17, 3) (or (N, 1, 17, 3)) in label-list order; action_ids (N,)
+    ints 2..16 and subaction_ids (N,) ints 1..2 (the trial). Per trial (action, subaction), in
+    label-list order: P1 and P2 are per-frame means, MPJVE the mean velocity error of the trial's
+    frames as they stand in the list (differences cross camera and subject boundaries, as the
+    released evaluation's do); an action's value is the frame-weighted mean of its trials.
+    Returns {'actions': {name: {'p1', 'p2', 'mpjve', 'frames'}}, 'average': {...},
     'missing': [names]} in millimetres. Averages are the plain mean over the actions present;
-    an action with no frames is reported missing and left out (the reference would print NaN).
+    an action with no frames is reported missing and left out (the released code prints NaN).
     """
-    predicted = np.asarray(predicted_m, dtype=np.float64).reshape(len(action_ids), -1, 3) * 1000
-    target = np.asarray(target_m, dtype=np.float64).reshape(len(action_ids), -1, 3) * 1000
     action_ids = np.asarray(action_ids)
+    subaction_ids = np.asarray(subaction_ids)
+    n = len(action_ids)
+    if subaction_ids.shape != (n,):
+        raise ValueError("per_action_errors: %d action ids but subaction ids of shape %s"
+                         % (n, subaction_ids.shape))
+    predicted = np.asarray(predicted_m, dtype=np.float64).reshape(n, -1, 3) * 1000
+    target = np.asarray(target_m, dtype=np.float64).reshape(n, -1, 3) * 1000
     p1_frames = mpjpe(predicted, target, reduce=False)  # (N,)
     p2_frames = p_mpjpe(predicted, target, reduce=False)  # (N,)
 
@@ -123,10 +134,16 @@ def per_action_errors(predicted_m, target_m, action_ids):
         if len(index) == 0:
             missing.append(name)
             continue
-        velocity = mpjve(predicted[index], target[index]) if len(index) > 1 else float("nan")
+        velocity_sum, velocity_frames = 0.0, 0
+        for trial in np.unique(subaction_ids[index]):
+            rows = index[subaction_ids[index] == trial]  # this trial's frames, in list order
+            if len(rows) > 1:  # one frame has no velocity (the released code would give NaN)
+                velocity_sum += len(rows) * mpjve(predicted[rows], target[rows])
+                velocity_frames += len(rows)
         actions[name] = {"p1": float(p1_frames[index].mean()),
                          "p2": float(p2_frames[index].mean()),
-                         "mpjve": float(velocity), "frames": int(len(index))}
+                         "mpjve": velocity_sum / velocity_frames if velocity_frames else float("nan"),
+                         "frames": int(len(index))}
     if missing:
         logger.warning("no evaluation frames for %d action(s): %s; they are left out of the "
                        "averages", len(missing), ", ".join(missing))

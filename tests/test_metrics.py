@@ -73,7 +73,7 @@ def test_per_action_table_averages_actions_and_reports_missing(caplog):
     pred[:4] += np.array([0.01, 0, 0])  # Directions frames: 10 mm off
     pred[4:] += np.array([0, 0.03, 0])  # Eating frames: 30 mm off
     actions = np.array([2, 2, 2, 2, 4, 4])
-    table = per_action_errors(pred, gt, actions)
+    table = per_action_errors(pred, gt, actions, np.ones(6, int))
     assert table["actions"]["Directions"]["p1"] == pytest.approx(10.0)
     assert table["actions"]["Eating"]["p1"] == pytest.approx(30.0)
     assert table["actions"]["Directions"]["frames"] == 4
@@ -84,3 +84,31 @@ def test_per_action_table_averages_actions_and_reports_missing(caplog):
     assert "left out" in caplog.text
     text = format_table(table)
     assert "Directions" in text and "average" in text and "20.00" in text
+
+
+def test_per_action_table_equals_the_released_evaluation():
+    vectors = np.load(reference_path("eval_table_vectors.npz"))
+    table = per_action_errors(vectors["pred"], vectors["gt"], vectors["action"],
+                              vectors["subaction"])
+    assert list(table["actions"]) == list(vectors["action_names"])
+    got = np.array([[table["actions"][name][key] for key in ("p1", "p2", "mpjve")]
+                    for name in vectors["action_names"]])
+    np.testing.assert_allclose(got, vectors["table_mm"], rtol=0, atol=1e-4)
+    average = [table["average"][key] for key in ("p1", "p2", "mpjve")]
+    np.testing.assert_allclose(average, vectors["average_mm"], rtol=0, atol=1e-4)
+
+
+def test_mpjve_is_per_trial_then_frame_weighted():
+    # Directions: trial 1 (3 frames, interleaved with trial 2 in the list) moves at a constant
+    # error velocity of 10 mm per frame; trial 2 (2 frames) has none. Trial by trial: (3 * 10 +
+    # 2 * 0) / 5 = 6 mm. Merged in list order, the jumps between the trials would count.
+    gt = np.zeros((5, 17, 3))
+    pred = np.zeros((5, 17, 3))
+    subaction = np.array([1, 2, 1, 2, 1])
+    pred[subaction == 1, :, 0] = np.array([0.0, 0.01, 0.02])[:, None]  # metres
+    table = per_action_errors(pred, gt, np.full(5, 2), subaction)
+    assert table["actions"]["Directions"]["mpjve"] == pytest.approx(6.0)
+    merged = mpjve(pred * 1000, gt * 1000)
+    assert merged == pytest.approx((0 + 10 + 10 + 20) / 4)  # one merged pass: 10, not 6
+    with pytest.raises(ValueError, match="subaction ids"):
+        per_action_errors(pred, gt, np.full(5, 2), subaction[:4])
