@@ -27,7 +27,7 @@ from mvn.config import ConfigError, load_config
 from mvn.geometry import affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
 from mvn.h36m import JOINT_NAMES
-from mvn.models import PRETRAINED_FILES, build_model
+from mvn.models import PRETRAINED_FILES, build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_model_weights
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -221,15 +221,15 @@ def check_files(args, config):
         raise DemoError("the 2D detector is HRNet's COCO heatmap head, and this model's backbone "
                         "is '%s': give the 2D joints with --keypoints FILE" % backbone)
     published = PRETRAINED_FILES.get(backbone)
-    coco_weights = args.coco_weights or (published and os.path.join("data", "pretrained",
-                                                                    published))
+    coco_weights = args.coco_weights or default_pretrained_path(backbone)
     if not coco_weights:
         raise DemoError("the '%s' backbone has no published COCO head: pass --coco-weights PATH "
                         "(a state dict with final_layer.weight/bias) or --keypoints FILE"
                         % backbone)
     if not os.path.isfile(coco_weights):
         raise DemoError("COCO weights %s not found: download the published %s into "
-                        "data/pretrained/ (or pass --coco-weights PATH), or give --keypoints FILE"
+                        "data/pretrained/ or data/pretrained/coco/ (or pass --coco-weights PATH), "
+                        "or give --keypoints FILE"
                         % (coco_weights, published or "HRNet COCO file"))
     return coco_weights
 

@@ -6,11 +6,18 @@
     python train.py --config experiments/synthetic/tiny.yaml --logdir ./logs --device cpu
 """
 import argparse
+import os
 import sys
 
 from mvn.config import ConfigError, load_config
 from mvn.datasets import LabelError, MissingImageError
 from mvn.models.weights import WeightsError, find_checkpoint
+
+
+def warn_once(message):
+    """A warning printed by the first process only (torchrun starts one per GPU)."""
+    if os.environ.get("RANK", "0") == "0":
+        print("warning: %s" % message, file=sys.stderr)
 
 
 def parse_args(argv=None):
@@ -36,19 +43,29 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def config_from_args(args, warn=None):
+    """The validated config of a command line: --config, then --backbone / --seed, then --opts."""
     overrides = list(args.opts)
     if args.backbone:
         overrides.append("model.backbone.type=%s" % args.backbone)
+        # As the released train.py: --backbone cpn trains at batch 256 per process, unless
+        # train.batch_size is set on the command line (docs/fidelity.md, "Batch size").
+        explicit = any(o.split("=", 1)[0].strip() == "train.batch_size" for o in args.opts)
+        if args.backbone == "cpn" and not explicit:
+            overrides.append("train.batch_size=256")
     if args.seed is not None:
         overrides.append("seed=%d" % args.seed)
+    return load_config(args.config, overrides, warn=warn)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     # Imported here so that `--help` and config errors are instant.
     from mvn import engine
 
     processes = None
     try:
-        config = load_config(args.config, overrides)
+        config = config_from_args(args, warn=warn_once)
         if args.eval:
             checkpoint = find_checkpoint(args.checkpoint, config.model.backbone.type)
         processes = engine.setup_processes(args.device, args.local_rank)

@@ -1,6 +1,6 @@
 """Write h36m_train.pkl (S1, S5, S6, S7, S8) and h36m_validation.pkl (S9, S11): one dict per frame.
 
-Record for record what the reference produces (human36m-data.md, CA-PF.md section 6): same keys,
+Record for record what the released label script produces (docs/fidelity.md): same keys,
 dtypes, values and order (subject, action, subaction, camera, frame). Unlike the reference, images
 are not opened to learn their size: it is known per camera, and one frame per sequence is checked.
 
@@ -66,7 +66,8 @@ def camera_record(subject, camera_index):
 
 
 def label_sequence(job):
-    """Records of one sequence (spec steps 1-4) and warnings to show; runs in a worker."""
+    """Records of one sequence (box, crop, keypoints, metres) and warnings to show; runs in a
+    worker."""
     root, sequence, detections_px = job
     messages = []
     pose3d_mm = tb.read_pose_cdf(sequence.pose3d_mono_path(root), 96).reshape(-1, 32, 3)

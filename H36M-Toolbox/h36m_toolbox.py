@@ -1,6 +1,6 @@
 """What the toolbox scripts share: the raw release's layout, CDF files, errors, workers, the CLI.
 
-Raw layout (human36m-data.md), relative to the toolbox root:
+Raw layout (the release after extraction, see README.md), relative to the toolbox root:
   extracted/S<s>/Videos/<base>.<camera id>.mp4
   extracted/S<s>/Poses_D3_Positions_mono/<base>.<camera id>.cdf   (N, 96) camera frame, mm
   extracted/S<s>/Poses_D2_Positions/<base>.<camera id>.cdf        (N, 64) pixels

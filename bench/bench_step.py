@@ -15,6 +15,7 @@ bf16 costs there, the rest in fp32: a bf16 backbone does at least that rounding.
 import argparse
 import os
 import platform
+import sys
 import time
 
 import torch
@@ -24,11 +25,11 @@ from mvn.batch import prepare_batch
 from mvn.config import load_config
 from mvn.metrics import mpjpe
 from mvn.models import build_model
-from mvn.models.weights import fill_reference_weights
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE_DIR = os.environ.get(
-    "CAPF_REFERENCE_DIR", os.path.join(os.path.dirname(REPO_ROOT), "shared", "reference"))
+REFERENCE_DIR = os.path.join(REPO_ROOT, "tests", "reference")
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
+from reference_weights import fill_reference_weights  # noqa: E402  (the reference fill)
 OPTION_KEYS = {"amp": "train.amp", "channels_last": "train.channels_last",
                "compile": "train.compile"}
 DEFAULT_OPTIONS = ["fp32", "amp", "channels_last", "amp+channels_last"]
@@ -129,8 +130,8 @@ def main(argv=None):
     if args.backbone in VECTOR_FILES:
         path = os.path.join(args.reference_dir, VECTOR_FILES[args.backbone])
         if not os.path.isfile(path):
-            raise SystemExit("reference vectors %s not found: pass --reference-dir (or set "
-                             "CAPF_REFERENCE_DIR) to the folder holding %s"
+            raise SystemExit("reference vectors %s not found: pass --reference-dir with the "
+                             "folder holding %s (tests/reference/ of this repository)"
                              % (path, VECTOR_FILES[args.backbone]))
         vectors = torch.load(path, map_location="cpu", weights_only=True)
     print("device %s (%s), torch %s, %d threads; %s batch %d, %d warm-up + %d timed steps"

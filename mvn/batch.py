@@ -1,4 +1,4 @@
-"""Batch preparation (spec 2): images to backbone input, root-relative targets, flips.
+"""Batch preparation: images to backbone input, root-relative targets, flips.
 
 The reference does these per batch on the GPU; so do we (after the DataLoader), with tensors of
 shape (B, 256, 192, 3) for images (BGR uint8 from OpenCV), (B, 17, 2) for 2D joints and
@@ -14,7 +14,7 @@ CPN_MEAN_RGB = (122.7717, 115.9465, 102.9801)  # pixel units, subtracted after /
 
 
 def normalisation_table(backbone_type, dtype=torch.float64):
-    """(256, 3): the normalised value of every uint8 level per RGB channel (spec 2.2)."""
+    """(256, 3): the normalised value of every uint8 level per RGB channel."""
     levels = torch.arange(256, dtype=torch.float64)[:, None] / 255  # (256, 1)
     if backbone_type == "cpn":
         table = levels - torch.tensor(CPN_MEAN_RGB, dtype=torch.float64) / 255
@@ -58,7 +58,7 @@ def mirror_x(joints, offset=0.0):
 
 
 def flip_batch(images, keypoints_2d, keypoints_2d_crop, keypoints_3d=None, crop_width=192):
-    """Mirror a whole batch (spec 2.4): image along width, joints x -> -x (crop: 191 - x)."""
+    """Mirror a whole batch: image along width, joints x -> -x (crop: 191 - x)."""
     flipped = (
         images.flip(2),                                  # (B, H, W, 3): W is dim 2
         mirror_x(keypoints_2d),                          # screen-normalised: centred on 0
@@ -70,7 +70,7 @@ def flip_batch(images, keypoints_2d, keypoints_2d_crop, keypoints_3d=None, crop_
 
 
 def flip_test(model, images, keypoints_2d, keypoints_2d_crop):
-    """Average of the prediction and the un-mirrored prediction of the mirrored batch (spec 2.5)."""
+    """Average of the prediction and the un-mirrored prediction of the mirrored batch."""
     prediction = model(images, keypoints_2d, keypoints_2d_crop)  # (B, 1, 17, 3)
     flipped_prediction = model(*flip_batch(images, keypoints_2d, keypoints_2d_crop,
                                            crop_width=images.shape[2]))
@@ -82,7 +82,7 @@ def prepare_batch(batch, backbone_type, device, flip=False):
 
     `batch` holds 'images' (B,256,192,3) uint8 BGR, 'keypoints_2d' (B,17,2),
     'keypoints_2d_crop' (B,17,2) and 'keypoints_3d' (B,1,17,3) metres. With `flip`, the whole
-    batch is mirrored (QUIRK spec 2.4: the training loop draws once per batch, not per sample).
+    batch is mirrored (QUIRK, docs/fidelity.md: the training loop draws once per batch, not per sample).
     """
     non_blocking = device.type == "cuda"
     images = batch["images"].to(device, non_blocking=non_blocking)

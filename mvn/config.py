@@ -8,9 +8,15 @@ names it and the closest valid key; a value of the wrong type is an error naming
 """
 import copy
 import difflib
+import logging
+import os
 
 import yaml
 from easydict import EasyDict
+
+from mvn import released_config
+
+logger = logging.getLogger(__name__)
 
 # Backbone types and what they imply (feature widths and pretrained file names live in
 # mvn/models/capf.py: the type alone decides them).
@@ -40,7 +46,6 @@ DEFAULTS = {
         "train_labels_path": "H36M-Toolbox/h36m_train.pkl",
         "val_labels_path": "H36M-Toolbox/h36m_validation.pkl",
         "store_path": "data/h36m_store",
-        "image_shape": [256, 192],  # crop height, width
         "num_workers": 4,
         # Use every n-th labelled frame (1 = all; the published protocol evaluates on all).
         "train_frame_stride": 1,
@@ -48,12 +53,18 @@ DEFAULTS = {
     },
     "train": {
         "n_epochs": 60,
-        "batch_size": 512,       # per process
-        "volume_net_lr": 0.0064,
-        "sampling_offsets_lr_factor": 0.1,
-        "weight_decay": 0.1,
+        "batch_size": 512,       # per process (the published runs: one process)
+        # The lr every volume_net parameter trains at: the released code's effective rate
+        # (docs/fidelity.md, "Learning rate").
+        "volume_net_lr": 0.00064,
+        # 1.0: one parameter group, as the released code trains. Another value gives the paper's
+        # intended two groups: `sampling_offsets` at this factor x volume_net_lr, the rest at
+        # volume_net_lr (e.g. 0.0064 and 0.1); no published number was made that way.
+        "sampling_offsets_lr_factor": 1.0,
+        "weight_decay": 0.1,     # AdamW's decoupled weight decay, every parameter
         "lr_decay": 0.99,        # per epoch, every group
         "flip_augmentation": True,
+        "tf32": False,           # CUDA: TF32 matmuls and convolutions (off: exact fp32)
         "amp": False,            # bf16 autocast
         "channels_last": False,
         "compile": False,
@@ -67,7 +78,7 @@ DEFAULTS = {
         "max_batches": 0,        # 0 = the whole split
     },
     "loss": {
-        "grad_clip": 0.0,        # > 0: clip gradient norm at grad_clip / lr
+        "grad_clip": 0.0,        # > 0: clip gradient norm at grad_clip / train.volume_net_lr
     },
 }
 
@@ -161,6 +172,16 @@ def _validate(config, source):
             raise ConfigError("%s: %s must be at least 1" % (source, name))
 
 
+def _translate_released(flat, path, warn):
+    try:
+        ours, ignored, note = released_config.translate_released_config(flat, path)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    warn("%s is a configuration file of the released code: %s; %d key(s) without an effect "
+         "here or there were ignored: %s" % (path, note, len(ignored), ", ".join(ignored)))
+    return ours
+
+
 def parse_override(text):
     """'train.batch_size=64' -> ('train.batch_size', 64); the value is read as YAML."""
     if "=" not in text:
@@ -173,24 +194,57 @@ def parse_override(text):
     return name.strip(), value
 
 
-def load_config(path=None, overrides=()):
-    """Defaults, merged with the YAML file at `path` (if any), then the `key=value` overrides."""
+def _read_yaml(path):
+    """The mapping in the YAML file at `path` (an empty file is an empty mapping)."""
+    try:
+        with open(path) as f:
+            loaded = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError("config file %s does not exist (see experiments/)" % path) from None
+    except yaml.YAMLError as error:
+        raise ConfigError("config file %s is not valid YAML: %s" % (path, error)) from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError("config file %s must hold a mapping of keys, got %s"
+                          % (path, type(loaded).__name__))
+    return loaded
+
+
+def _file_settings(path, warn, chain=()):
+    """[(source, flat settings)] of the file at `path`, its `base:` file's first.
+
+    `base: other.yaml` (relative to the file's folder) starts a file from another one: the
+    old-path configs name the published recipe instead of copying it."""
+    if os.path.abspath(path) in chain:
+        raise ConfigError("config file %s: `base` files form a cycle: %s"
+                          % (path, " -> ".join(chain + (os.path.abspath(path),))))
+    loaded = _read_yaml(path)
+    base = loaded.pop("base", None)
+    settings = []
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError("config file %s: `base` must be a file name, got %r" % (path, base))
+        base_path = os.path.join(os.path.dirname(path), base)
+        settings = _file_settings(base_path, warn, chain + (os.path.abspath(path),))
+    flat = _flatten(loaded)
+    if released_config.is_released_config(loaded):
+        flat = _translate_released(flat, path, warn)
+    return settings + [(path, flat)]
+
+
+def load_config(path=None, overrides=(), warn=None):
+    """Defaults, merged with the YAML file at `path` (if any), then the `key=value` overrides.
+
+    A file written for the released code (mvn.released_config) is read as it is: its keys with
+    an effect are mapped onto ours, and `warn` (default: this module's logger) gets one message
+    listing the keys without an effect and how the learning rate was read. Returns a read-only
+    config (attribute access: config.train.batch_size)."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        try:
-            with open(path) as f:
-                loaded = yaml.safe_load(f)
-        except FileNotFoundError:
-            raise ConfigError("config file %s does not exist (see experiments/)" % path) from None
-        except yaml.YAMLError as error:
-            raise ConfigError("config file %s is not valid YAML: %s" % (path, error)) from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError("config file %s must hold a mapping of keys, got %s"
-                              % (path, type(loaded).__name__))
-        for name, value in _flatten(loaded).items():
-            _set(config, name, value, path)
+        for source, flat in _file_settings(path, warn or logger.warning):
+            for name, value in flat.items():
+                _set(config, name, value, source)
     for text in overrides:
         name, value = parse_override(text)
         _set(config, name, value, "override '%s'" % text)

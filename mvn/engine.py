@@ -1,4 +1,4 @@
-"""Training and evaluation (spec 4, 5): processes, loops, checkpoints.
+"""Training and evaluation (docs/fidelity.md): processes, loops, checkpoints.
 
 Read top to bottom: distributed set-up, model/optimiser construction, checkpoints, evaluation,
 one training epoch, and `fit` which runs the epochs. train.py only parses the command line.
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from mvn.batch import flip_test, prepare_batch
 from mvn.config import config_to_yaml
 from mvn.metrics import format_table, mpjpe, per_action_errors
-from mvn.models import PRETRAINED_FILES, build_model
+from mvn.models import build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
 
 logger = logging.getLogger("capf")
@@ -116,10 +116,11 @@ def resolve_pretrained_path(config):
         return None
     if value:
         return value
-    if PRETRAINED_FILES[backbone] is None:
+    path = default_pretrained_path(backbone)
+    if path is None:
         raise WeightsError("backbone '%s' has no published weights: set "
                            "model.backbone.pretrained to a file, or to none" % backbone)
-    return os.path.join("data", "pretrained", PRETRAINED_FILES[backbone])
+    return path
 
 
 def build_training_model(config):
@@ -129,8 +130,8 @@ def build_training_model(config):
     if path is not None:
         if not os.path.isfile(path):
             raise WeightsError("pretrained backbone %s not found: download the published file "
-                               "into data/pretrained/ (see README), or set "
-                               "model.backbone.pretrained" % path)
+                               "into data/pretrained/ or data/pretrained/coco/ (see README), or "
+                               "set model.backbone.pretrained" % path)
         load_backbone_weights(model.backbone, path)
         logger.info("backbone weights: %s", path)
     else:
@@ -151,19 +152,52 @@ def apply_channels_last(model, config):
     return model
 
 
-def make_optimizer(model, config):
-    """AdamW over the trainable parameters; `sampling_offsets` at a factor of the lr (spec 4)."""
-    lr = config.train.volume_net_lr
+def group_lr_factors(config):
+    """The lr factor of each optimiser group: [1.0] for the released recipe (one group), or
+    [1.0, f] for the intended two-group recipe (`sampling_offsets` at f x lr)."""
     factor = config.train.sampling_offsets_lr_factor
-    offsets, others = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (offsets if "sampling_offsets" in name else others).append(parameter)
-    if factor == 1.0:  # the later revision: one group, like the reference's optimiser state
-        groups = [{"params": others + offsets, "lr": lr}]
+    return [1.0] if factor == 1.0 else [1.0, factor]
+
+
+def learning_rate(config, epoch):
+    """The lr of `epoch` (0-based): train.volume_net_lr decayed by train.lr_decay once per
+    finished epoch, by repeated multiplication as the released loop does (same float64 values)."""
+    lr = config.train.volume_net_lr
+    for _ in range(epoch):
+        lr *= config.train.lr_decay
+    return lr
+
+
+def set_learning_rate(optimizer, config, epoch):
+    """Every group's lr for `epoch`; returns the base lr (the one `best_epoch.bin` records)."""
+    lr = learning_rate(config, epoch)
+    for group, factor in zip(optimizer.param_groups, group_lr_factors(config)):
+        group["lr"] = lr * factor
+    return lr
+
+
+def make_optimizer(model, config):
+    """AdamW (weight decay on every parameter) over the trainable `volume_net` parameters.
+
+    One group at train.volume_net_lr, as the released code trains (docs/fidelity.md, "Learning
+    rate"); with train.sampling_offsets_lr_factor != 1, the paper's intended two groups."""
+    lr = config.train.volume_net_lr
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    factors = group_lr_factors(config)
+    if len(factors) == 1:  # the released order: volume_net.named_parameters()
+        groups = [{"params": [p for _, p in trainable], "lr": lr}]
     else:
-        groups = [{"params": others, "lr": lr}, {"params": offsets, "lr": lr * factor}]
+        others = [p for n, p in trainable if "sampling_offsets" not in n]
+        offsets = [p for n, p in trainable if "sampling_offsets" in n]
+        groups = [{"params": others, "lr": lr}, {"params": offsets, "lr": lr * factors[1]}]
     return torch.optim.AdamW(groups, lr=lr, weight_decay=config.train.weight_decay)
+
+
+def configure_tf32(config):
+    """train.tf32: TF32 for CUDA matmuls and cuDNN convolutions; off (the default) = exact fp32.
+    The published numbers were made with PyTorch 1.11, where both were TF32 by default."""
+    torch.backends.cuda.matmul.allow_tf32 = config.train.tf32
+    torch.backends.cudnn.allow_tf32 = config.train.tf32
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,19 +216,19 @@ def model_state_with_module_prefix(model):
     return {"module." + k: v for k, v in raw.state_dict().items()}
 
 
-def save_checkpoints(folder, model, optimizer, epoch, best_p1, history, is_best):
-    """`last.bin` every epoch (with resume state), `best_epoch.bin` in the reference format."""
-    lr = optimizer.param_groups[0]["lr"]
+def save_checkpoints(folder, model, optimizer, epochs_done, lr, best_p1, history, is_best):
+    """After epoch `epochs_done` (1-based): `best_epoch.bin` in the released format when it is
+    the best ({'epoch': 1-based, 'lr': the lr used in that epoch, 'model', 'optimizer'}), and
+    `last.bin` with what a resume needs (best P1, history). No RNG state: every epoch seeds its
+    own generators from (seed, epoch, rank), so a resumed run draws what the uninterrupted one
+    would have."""
     state = model_state_with_module_prefix(model)
     if is_best:
-        atomic_save({"epoch": epoch, "lr": lr, "model": state,
+        atomic_save({"epoch": epochs_done, "lr": lr, "model": state,
                      "optimizer": optimizer.state_dict()},
                     os.path.join(folder, "checkpoints", "best_epoch.bin"))
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    atomic_save({"epoch": epoch, "lr": lr, "model": state, "optimizer": optimizer.state_dict(),
-                 "best_p1": best_p1, "history": history, "rng": rng},
+    atomic_save({"epoch": epochs_done, "lr": lr, "model": state,
+                 "optimizer": optimizer.state_dict(), "best_p1": best_p1, "history": history},
                 os.path.join(folder, "checkpoints", "last.bin"))
 
 
@@ -247,7 +281,7 @@ def predict(model, dataset, config, processes, progress=True):
     """Root-relative predictions and targets (N, 17, 3) for the whole dataset, in order.
 
     Each process predicts a contiguous shard; the shards are gathered in rank order, so the
-    result is the same for 1 and N processes (spec 5)."""
+    result is the same for 1 and N processes."""
     raw = model.module if isinstance(model, DistributedDataParallel) else model
     raw.eval()
     length = len(dataset)
@@ -278,10 +312,14 @@ def predict(model, dataset, config, processes, progress=True):
 
 
 def evaluate(model, dataset, config, processes):
-    """The per-action table (mm) on `dataset`; identical on every rank."""
+    """(the per-action table in mm, predictions, targets) on `dataset`; identical on every rank.
+
+    The table on rank 0 and the others alike (every rank gathers every prediction)."""
     predictions, targets = predict(model, dataset, config, processes)
-    action_ids = dataset.labels.action[:len(predictions)]
-    return per_action_errors(predictions.numpy(), targets.numpy(), action_ids), predictions, targets
+    labels = dataset.labels
+    errors = per_action_errors(predictions.numpy(), targets.numpy(),
+                               labels.action[:len(predictions)], labels.subaction[:len(predictions)])
+    return errors, predictions, targets
 
 
 def save_table(errors, folder, name="evaluation"):
@@ -350,15 +388,15 @@ def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=N
             prediction = model(images, keypoints_2d, keypoints_2d_crop)
         loss = mpjpe(prediction.float(), target)
         optimizer.zero_grad(set_to_none=True)
-        if not all_ranks_finite(loss, processes):  # spec 4: a NaN batch is not stepped
+        if not all_ranks_finite(loss, processes):  # a NaN batch is not stepped (docs/fidelity.md)
             skipped += 1
             logger.warning("epoch %d step %d: non-finite loss, step skipped (%d so far)",
                            epoch, step, skipped)
             bar.update(1)
             continue
         loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip / optimizer.param_groups[0]["lr"])
+        if grad_clip > 0:  # the released threshold: over the INITIAL lr, not the decayed one
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip / config.train.volume_net_lr)
         optimizer.step()
 
         batch_size = len(images) * processes.world_size
@@ -392,11 +430,21 @@ def log_validation_samples(writer, dataset, predictions, targets, epoch, count=4
         writer.add_image("val/sample_%d" % slot, panel, epoch, dataformats="HWC")
 
 
+def best_epoch_rule(p1_mm, best_p1_mm):
+    """(is this epoch the best?, the new best) as the released loop decides: the average P1
+    rounded to 0.1 mm, compared with a strict `<` (a tie keeps the earlier epoch)."""
+    rounded = round(np.float64(p1_mm), 1)
+    if rounded < best_p1_mm:
+        return True, float(rounded)
+    return False, best_p1_mm
+
+
 def fit(config, processes, logdir, resume=None):
     """Train for config.train.n_epochs, evaluating after every epoch; returns the folder."""
     from torch.utils.tensorboard import SummaryWriter
     from mvn.datasets import build_dataset
 
+    configure_tf32(config)
     start_epoch, best_p1, history = 0, float("inf"), []
     if resume:
         resume_path = find_resume_checkpoint(resume)
@@ -420,7 +468,7 @@ def fit(config, processes, logdir, resume=None):
     if resume:
         checkpoint = load_model_weights(model, resume_path)
         optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch = checkpoint["epoch"] + 1
+        start_epoch = checkpoint["epoch"]  # epochs done = the next epoch, 0-based
         best_p1 = checkpoint.get("best_p1", float("inf"))
         history = list(checkpoint.get("history", []))
         logger.info("resumed from %s at epoch %d", resume_path, start_epoch)
@@ -440,14 +488,12 @@ def fit(config, processes, logdir, resume=None):
 
     for epoch in range(start_epoch, config.train.n_epochs):
         sampler.set_epoch(epoch)
+        lr = set_learning_rate(optimizer, config, epoch)  # x lr_decay per finished epoch
         stats, global_step = train_one_epoch(train_model, loader, optimizer, config, epoch,
                                              processes, writer, global_step)
-        for group in optimizer.param_groups:  # spec 4: lr x 0.99 after every epoch
-            group["lr"] *= config.train.lr_decay
         errors, predictions, targets = evaluate(model, val_set, config, processes)
         p1, p2 = errors["average"]["p1"], errors["average"]["p2"]
-        is_best = p1 < best_p1
-        best_p1 = min(best_p1, p1)
+        is_best, best_p1 = best_epoch_rule(p1, best_p1)
         history.append({"epoch": epoch, "loss": stats["loss"], "p1": p1, "p2": p2,
                         "skipped_steps": stats["skipped_steps"],
                         "samples_per_s": stats["samples_per_s"]})
@@ -463,14 +509,14 @@ def fit(config, processes, logdir, resume=None):
                 log_validation_samples(writer, val_set, predictions, targets, epoch)
             if is_best:
                 save_table(errors, folder, "best_evaluation")
-            save_checkpoints(folder, model, optimizer, epoch, best_p1, history, is_best)
+            save_checkpoints(folder, model, optimizer, epoch + 1, lr, best_p1, history, is_best)
             writer.flush()
         if processes.distributed:
             dist.barrier()
     if writer is not None:
         writer.close()
     if processes.is_main and history:
-        logger.info("best val P1 %.2f mm; checkpoints in %s", best_p1,
+        logger.info("best val P1 %.1f mm; checkpoints in %s", best_p1,
                     os.path.join(folder, "checkpoints"))
     return folder
 
@@ -479,6 +525,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val"):
     """--eval: load a checkpoint, print and save the per-action table (and best/worst frames)."""
     from mvn.datasets import build_dataset
 
+    configure_tf32(config)
     folder = make_experiment_folder(logdir, config.title, processes.is_main, suffix="_eval")
     setup_logging(folder, processes.is_main)
     model = build_model(config)

@@ -50,7 +50,7 @@ def sequence_name(subject, action, subaction):
 
 
 def trial_name(action, subaction):
-    """Evaluation trial name, e.g. (2, 1) -> 'Directions-1' (spec 5)."""
+    """Evaluation trial name, e.g. (2, 1) -> 'Directions-1' (docs/fidelity.md, "Evaluation")."""
     return "%s-%d" % (ACTION_NAMES[action], subaction)
 
 
@@ -68,7 +68,7 @@ def image_name(subject, action, subaction, camera_index, frame):
 def detection_names(subject, action, subaction):
     """Names to try, in order, for a sequence in the CPN detection file (VideoPose3D release).
 
-    QUIRK: that file renames "TakingPhoto" -> "Photo" and "WalkingDog" -> "WalkDog" (human36m-data.md).
+    QUIRK: that file renames "TakingPhoto" -> "Photo" and "WalkingDog" -> "WalkDog" (docs/fidelity.md).
     """
     name = sequence_name(subject, action, subaction)
     renamed = name.replace("TakingPhoto", "Photo").replace("WalkingDog", "WalkDog")

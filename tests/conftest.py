@@ -1,25 +1,22 @@
-"""Shared test helpers: access to ../shared/reference (fail, never skip, in CI)."""
+"""Shared test helpers: the reference vectors in tests/reference/ and a small synthetic
+Human3.6M."""
 import os
 
 import pytest
 import torch
 
-from mvn.models.weights import fill_reference_weights
+from reference_weights import fill_reference_weights
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE_DIR = os.environ.get(
-    "CAPF_REFERENCE_DIR", os.path.join(os.path.dirname(REPO_ROOT), "shared", "reference"))
+REFERENCE_DIR = os.path.join(REPO_ROOT, "tests", "reference")
 
 
 def reference_path(name):
-    """Path of a reference file; fails in CI (CI=true) and skips elsewhere when it is missing."""
+    """Path of a file of tests/reference/ (made by the released code); a missing one fails."""
     path = os.path.join(REFERENCE_DIR, name)
     if not os.path.exists(path):
-        message = ("reference file %s not found: the tests expect ../shared/reference beside the "
-                   "checkout (or CAPF_REFERENCE_DIR)" % path)
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail("reference file %s not found: it is part of the repository (see "
+                    "tests/reference/README.md); restore it with git" % path)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Backbones (CA-PF.md 3.1, 3.2): state-dict layout, parameter counts, fill-vector fidelity."""
+"""Backbones (HRNet, CPN): state-dict layout, parameter counts, fill-vector fidelity."""
 import json
 
 import pytest

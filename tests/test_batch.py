@@ -1,4 +1,4 @@
-"""Batch preparation (CA-PF.md 2): normalisation, root-relative targets, flips."""
+"""Batch preparation: normalisation, root-relative targets, flips."""
 import torch
 
 from mvn.batch import flip_batch, mirror_x, prepare_batch, prepare_images, root_relative

@@ -17,30 +17,36 @@ def test_every_experiment_config_loads(path):
     assert config.model.backbone.type
 
 
-def test_published_recipes():
+def test_old_paths_name_the_published_recipe_instead_of_copying_it():
     published = load_config(os.path.join(EXPERIMENTS, "human36m/train/human36m_vol_softmax_single.yaml"))
     hrnet_32 = load_config(os.path.join(EXPERIMENTS, "human36m/hrnet_32.yaml"))
     assert config_to_yaml(published) == config_to_yaml(hrnet_32)
-    assert published.model.backbone.type == "hrnet_32"
-    assert published.train.volume_net_lr == 0.0064
-    assert published.train.sampling_offsets_lr_factor == 0.1
-    assert published.train.weight_decay == 0.1 and published.train.lr_decay == 0.99
-    assert published.train.batch_size == 512 and published.model.embed_dim_ratio == 128
-    cpn = load_config(os.path.join(EXPERIMENTS, "human36m/cpn.yaml"))
-    assert cpn.model.backbone.type == "cpn" and cpn.train.batch_size == 256
     revised = load_config(os.path.join(EXPERIMENTS, "human36m/human36m.yaml"))
-    assert revised.train.volume_net_lr == 0.00064
-    assert revised.train.sampling_offsets_lr_factor == 1.0
+    assert revised.title == "human36m"
+    assert {**revised.train} == {**hrnet_32.train} and {**revised.model} == {**hrnet_32.model}
+    with open(os.path.join(EXPERIMENTS, "human36m/human36m.yaml")) as f:
+        assert "volume_net_lr" not in f.read()  # a name, not a copy
+
+
+def test_base_files_must_not_form_a_cycle(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(str(tmp_path / "a.yaml"))
 
 
 def test_overrides_are_typed_and_applied():
     config = load_config(None, ["train.batch_size=64", "train.volume_net_lr=1e-3",
-                                "model.backbone.type=cpn", "dataset.image_shape=[128, 96]",
-                                "train.volume_net_lr=2"])
+                                "model.backbone.type=cpn", "train.volume_net_lr=2"])
     assert config.train.batch_size == 64
     assert config.train.volume_net_lr == 2.0 and isinstance(config.train.volume_net_lr, float)
     assert config.model.backbone.type == "cpn"
-    assert config.dataset.image_shape == [128, 96]
+
+
+def test_crop_shape_is_not_a_config_key():
+    # The crop is 256 x 192 everywhere (mvn.geometry.CROP_SHAPE): no key pretends otherwise.
+    with pytest.raises(ConfigError, match="unknown key 'dataset.image_shape'"):
+        load_config(None, ["dataset.image_shape=[128, 96]"])
 
 
 def test_yaml_typo_names_key_and_closest(tmp_path):

@@ -1,4 +1,4 @@
-"""CA_PF (CA-PF.md 3): reference outputs, flip test, full-model layouts, frozen backbone."""
+"""CA_PF: reference outputs, flip test, full-model layouts, frozen backbone."""
 import json
 import math
 
@@ -96,7 +96,7 @@ def test_state_dict_layout_equals_reference(name):
     ("hrnet_48", 63594912, 14155587),
     ("cpn", 27406826, 14233411),
 ])
-def test_parameter_counts_equal_spec(name, backbone_count, volume_count):
+def test_parameter_counts_equal_released_model(name, backbone_count, volume_count):
     with torch.device("meta"):
         model = build_model(load_config(None, LAYOUT_CONFIGS[name]))
     assert sum(p.numel() for p in model.backbone.parameters()) == backbone_count

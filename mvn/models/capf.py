@@ -1,4 +1,6 @@
 """CA_PF = a frozen 2D backbone + the context-aware PoseFormer; `build_model(config)`."""
+import os
+
 import torch
 import torch.nn as nn
 
@@ -13,6 +15,19 @@ PRETRAINED_FILES = {
     "cpn": "CPN50_256x192.pth.tar",
     "hrnet_tiny": None,  # synthetic/test configs: no published weights
 }
+# Where a published backbone file is looked for, in order: this project's place, then the one the
+# released README gives.
+PRETRAINED_DIRS = (os.path.join("data", "pretrained"), os.path.join("data", "pretrained", "coco"))
+
+
+def default_pretrained_path(backbone_type):
+    """The published file of `backbone_type` in the first of PRETRAINED_DIRS that holds it (the
+    first place when none does, so that an error names where to put it); None if it has none."""
+    name = PRETRAINED_FILES[backbone_type]
+    if name is None:
+        return None
+    candidates = [os.path.join(folder, name) for folder in PRETRAINED_DIRS]
+    return next((path for path in candidates if os.path.isfile(path)), candidates[0])
 
 
 def build_backbone(backbone_type):
@@ -30,7 +45,7 @@ def build_backbone(backbone_type):
 
 class CA_PF(nn.Module):
     """forward(images (B,256,192,3) prepared, keypoints_2d (B,17,2), keypoints_2d_crop (B,17,2))
-    -> (B,1,17,3) root-relative camera-frame joints (spec 3)."""
+    -> (B,1,17,3) root-relative camera-frame joints."""
 
     def __init__(self, backbone, volume_net, frozen_backbone=True):
         super().__init__()

@@ -3,7 +3,7 @@
 Same state-dict layout as the public PyTorch CPN (`CPN50_256x192.pth.tar` loads unchanged):
 `resnet.*`, `global_net.{laterals,upsamples,predict}.*`, `refine_net.{cascade,final_predict}.*`.
 The keypoint heads (`global_net.predict.*`, `refine_net.final_predict.*`) hold weights only; they
-are not computed. `CPN.forward` returns the 4 RefineNet cascade outputs, see CA-PF.md section 3.2.
+are not computed. `CPN.forward` returns the 4 RefineNet cascade outputs, see docs/fidelity.md.
 """
 import torch.nn as nn
 

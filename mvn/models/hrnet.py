@@ -4,7 +4,7 @@ The network of the public "deep-high-resolution-net" pose code without its final
 layer, with the same state-dict layout (so the COCO checkpoints `pose_hrnet_w{32,48}_256x192.pth`
 load unchanged, apart from their ignored `final_layer.*`).
 
-`HRNet.forward` returns four feature maps, see CA-PF.md section 3.1. For a 256x192 input and
+`HRNet.forward` returns four feature maps, see docs/fidelity.md ("Model"). For a 256x192 input and
 width C:
     [0] stage-4 output                                   (B, C, 64, 48)
     [1] first stage-4 module, branch 1, before fusion    (B, 2C, 32, 24)

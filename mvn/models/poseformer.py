@@ -1,4 +1,4 @@
-"""The context-aware PoseFormer (`volume_net`, spec 3.3).
+"""The context-aware PoseFormer (`volume_net`).
 
 Reads top to bottom: drop path, MLP, self-attention, the pre-norm transformer block, the
 deformable context block, then the network that stacks them.
@@ -104,7 +104,7 @@ class DeformableContextBlock(nn.Module):
         self.reset_sampling_parameters()
 
     def reset_sampling_parameters(self):
-        """Offsets start on a small ring, head h pointing at angle 2*pi*h/heads (spec 3.3.4)."""
+        """Offsets start on a small ring, head h pointing at angle 2*pi*h/heads."""
         nn.init.zeros_(self.sampling_offsets.weight)
         cpu = dict(dtype=torch.float32, device="cpu")  # also when built under torch.device("meta")
         angles = torch.arange(self.num_heads, **cpu) * (2 * math.pi / self.num_heads)

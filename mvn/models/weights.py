@@ -13,7 +13,6 @@ unpickling is refused, because unpickling can run code.
 import logging
 import os
 import pickle
-import zlib
 
 import torch
 
@@ -145,27 +144,3 @@ def find_checkpoint(path, backbone_type):
                            "published best_epoch.bin in checkpoint/" % (path, alternative))
     raise WeightsError("checkpoint %s not found; pass --checkpoint PATH" % path)
 
-
-def fill_reference_weights(state_dict):
-    """Fill `state_dict` in place by the reference's deterministic procedure
-    (shared/reference/README.md): the weights behind `*_fill_vectors.pt`, used by the fidelity
-    tests and bench/bench_step.py. Each tensor draws from a generator seeded by crc32(name)."""
-    for name in sorted(state_dict):
-        t = state_dict[name]
-        if name.endswith("num_batches_tracked"):
-            t.zero_()
-            continue
-        g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-        r = torch.randn(tuple(t.shape), generator=g, dtype=torch.float32)
-        if name.endswith("running_var"):
-            value = 1 + 0.1 * r.abs()
-        elif name.endswith("running_mean"):
-            value = 0.1 * r
-        elif t.dim() >= 2:
-            value = r / (t[0].numel() ** 0.5)
-        elif name.endswith("weight"):
-            value = 1 + 0.1 * r
-        else:
-            value = 0.1 * r
-        t.copy_(value)
-    return state_dict
