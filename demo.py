@@ -20,22 +20,24 @@ import torch
 from tqdm import tqdm
 
 from mvn import vis
-from mvn.batch import flip_test, prepare_images, root_relative
+from mvn.batch import predict_pose, prepare_images
 from mvn.coco import box_from_keypoints, box_to_center_scale, coco_scores_to_h36m, \
     coco_to_h36m, load_coco_detector
-from mvn.config import ConfigError, load_config
+from mvn.config import load_config
+from mvn.errors import CAPFError, DeviceError
 from mvn.geometry import affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
-from mvn.h36m import JOINT_NAMES
+from mvn.skeleton import JOINT_NAMES
 from mvn.models import PRETRAINED_FILES, build_model, default_pretrained_path
-from mvn.models.weights import WeightsError, load_model_weights
+from mvn.models.weights import load_model_weights
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DISPLAY_HEIGHT = 512  # output pictures: the frame scaled to this height, 3D views beside it
 VIEWS_WIDTH = 512
+MIN_VIEW_ROW_HEIGHT = 128  # below this, the rows are drawn at it and the column scaled down
 
 
-class DemoError(Exception):
+class DemoError(CAPFError):
     """A problem with the user's inputs: printed as one line, exit code 2."""
 
 
@@ -277,8 +279,7 @@ def estimate(model, detector, persons, config, device, use_flip_test):
     inputs = (images,
               torch.as_tensor(keypoints_2d, dtype=torch.float32, device=device),
               torch.as_tensor(joints_crop, dtype=torch.float32, device=device))
-    prediction = flip_test(model, *inputs) if use_flip_test else model(*inputs)  # (B, 1, 17, 3)
-    joints_3d = root_relative(prediction.float()[:, 0]).cpu().numpy()
+    joints_3d = predict_pose(model, *inputs, use_flip_test).cpu().numpy()  # (B, 17, 3)
     for slot, person in enumerate(persons):
         person["keypoints_2d_px"] = joints_px[slot]
         person["keypoints_3d_m"] = joints_3d[slot]
@@ -295,10 +296,13 @@ def compose_frame(image, persons):
     frame = cv2.resize(image, (display_width, DISPLAY_HEIGHT), interpolation=cv2.INTER_AREA)
     column = np.full((DISPLAY_HEIGHT, VIEWS_WIDTH, 3), 255, np.uint8)
     if persons:
+        # The column is shared by the persons: one row each (one person: the whole height).
+        row_height = max(DISPLAY_HEIGHT // len(persons), MIN_VIEW_ROW_HEIGHT)
         views = np.concatenate([
             vis.render_pose_3d(p["keypoints_3d_m"], None,
-                               "person %d" % p["person_index"] if len(persons) > 1 else None)
-            for p in persons])[:, :, ::-1]                                 # (P * 256, 512, 3) BGR
+                               "person %d" % p["person_index"] if len(persons) > 1 else None,
+                               size_px=(VIEWS_WIDTH, row_height))
+            for p in persons])[:, :, ::-1]                           # (P * row, 512, 3) BGR
         views = np.ascontiguousarray(views)
         factor = min(1.0, DISPLAY_HEIGHT / views.shape[0])
         if factor < 1.0:
@@ -362,13 +366,11 @@ def chunks(frames, boxes, keypoints, padding, batch_size):
 
 
 def run(args):
-    try:
-        config = load_config(args.config)
-    except ConfigError as error:
-        raise DemoError(str(error)) from None
+    config = load_config(args.config)
     coco_weights = check_files(args, config)
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise DemoError("--device cuda was asked for but no CUDA device is visible")
+        raise DeviceError("--device cuda was asked for but no CUDA device is visible; use "
+                          "--device cpu")
     names, count, fps, frames = list_frames(args)
     boxes = PerFrame(args.boxes, "boxes") if args.boxes else None
     keypoints = PerFrame(args.keypoints, "keypoints") if args.keypoints else None
@@ -378,10 +380,7 @@ def run(args):
                 if per_frame is not None:
                     per_frame.get(index, name)
     device = torch.device(args.device)
-    try:
-        model, detector = load_models(config, args, coco_weights, device)
-    except WeightsError as error:
-        raise DemoError(str(error)) from None
+    model, detector = load_models(config, args, coco_weights, device)
     os.makedirs(args.out, exist_ok=True)
 
     records = []
@@ -409,7 +408,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         run(args)
-    except DemoError as error:
+    except CAPFError as error:
         print("demo.py: error: %s" % error, file=sys.stderr)
         return 2
     return 0

@@ -1,9 +1,10 @@
 """The whole job in one command, on a CPU: install, a small synthetic Human3.6M, train, evaluate.
 
-    python3 quickstart.py                 # about 10 minutes on a 2-core machine
+    python3 quickstart.py       # a real run on a 2-core machine: see README (runs vary)
 
 Steps (each one is an ordinary command you can also run by hand; they are printed as they run):
-  1. pip install torch==2.13.0 (CPU), requirements.txt and this package (skip: --no-install)
+  1. pip install torch==2.13.0 (the CPU build where there is no NVIDIA GPU: PyTorch's CPU wheel
+     index, else the default index), requirements.txt and this package (skip: --no-install)
   2. H36M-Toolbox/synthesize_h36m.py     a synthetic raw release: S1, S5 (train), S9 (validation),
                                          15 actions x 2 trials x 4 cameras x --frames frames
   3. H36M-Toolbox/video_to_images.py     videos -> full-frame JPEGs
@@ -11,14 +12,17 @@ Steps (each one is an ordinary command you can also run by hand; they are printe
   5. train.py --config experiments/synthetic/quickstart.yaml   (tiny HRNet backbone)
   6. train.py --eval on the best checkpoint, then the per-action table beside the error of always
      predicting the mean training pose.
-Finished steps are not redone on a rerun (the toolbox skips what exists; a finished training run
-in --logdir is reused), so an interrupted quick start continues where it stopped.
+Finished steps are not redone on a rerun (the labels, a finished training run in --logdir and
+its evaluation are reused; an unfinished training run is resumed), so an interrupted quick start
+continues where it stopped.
 """
 import argparse
 import glob
+import importlib.metadata
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -52,9 +56,45 @@ def run(command):
                  "rerun `python3 quickstart.py`: finished steps are skipped" % result.returncode)
 
 
+TORCH = "torch==2.13.0"
+# PyTorch's index of CPU-only wheels: plain PyPI gives Linux machines the multi-GB CUDA build.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def has_nvidia_gpu():
+    return shutil.which("nvidia-smi") is not None
+
+
+def installed_torch():
+    """The installed torch version ('2.13.0+cpu', ...), or None."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def install_torch(pip):
+    version = installed_torch()
+    if version is not None and version.split("+")[0] == TORCH.split("==")[1]:
+        print("\nPyTorch %s is installed: kept" % version)
+        return
+    if has_nvidia_gpu():
+        print("\ninstalling PyTorch (an NVIDIA GPU is present: the default, CUDA build)")
+        run(pip + [TORCH])
+        return
+    print("\ninstalling PyTorch's CPU build (no NVIDIA GPU here) from PyTorch's CPU wheel index")
+    command = pip + [TORCH, "--index-url", TORCH_CPU_INDEX, "--timeout", "20", "--retries", "1"]
+    print("$ " + " ".join(shlex.quote(c) for c in command), flush=True)
+    if subprocess.run(command, cwd=REPO).returncode != 0:
+        print("the CPU wheel index could not be used: installing %s from the default index "
+              "instead (on a machine without a GPU this may be the large CUDA build)" % TORCH)
+        run(pip + [TORCH])
+
+
 def install():
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run(pip + ["torch==2.13.0"])  # the CPU build; see README for CUDA
+    install_torch(pip)
+    print("\ninstalling the other requirements and this package")
     run(pip + ["-r", "requirements.txt"])
     run(pip + ["--no-deps", "-e", "."])
 
@@ -88,7 +128,7 @@ def training_folders(logdir, title):
 def epochs_done(folder):
     import torch
     last = torch.load(os.path.join(folder, "checkpoints", "last.bin"), weights_only=True)
-    return last["epoch"] + 1
+    return last["epoch"]  # epochs finished
 
 
 def train(logdir, options):
@@ -107,15 +147,36 @@ def train(logdir, options):
     return training_folders(logdir, config.title)[0]
 
 
-def evaluate(logdir, checkpoint, options):
-    eval_logdir = os.path.join(logdir, "evaluation")
-    before = set(glob.glob(os.path.join(REPO, eval_logdir, "*")))
-    run([sys.executable, "train.py", "--config", CONFIG, "--logdir", eval_logdir, "--device",
-         "cpu", "--eval", "--checkpoint", checkpoint, "--opts"] + options
-        + ["dataset.val_frame_stride=1"])  # every validation frame
-    (folder,) = set(glob.glob(os.path.join(REPO, eval_logdir, "*"))) - before
-    with open(os.path.join(folder, "evaluation.json")) as f:
-        return json.load(f), folder
+def evaluate(folder, checkpoint, options):
+    """Evaluate `checkpoint` on every validation frame (train.py --eval), or reuse the
+    evaluation made of it before; returns (the table, the evaluation folder).
+
+    The evaluation's own log (its progress and table) goes to <folder>/evaluation/eval.log:
+    the quick start prints the table once, beside the baseline."""
+    eval_logdir = os.path.join(folder, "evaluation")
+    done = sorted(glob.glob(os.path.join(eval_logdir, "*", "evaluation.json")))
+    if done and os.path.getmtime(done[-1]) > os.path.getmtime(checkpoint):
+        print("\nevaluation of %s exists: reused (%s)" % (os.path.relpath(checkpoint, REPO),
+                                                          os.path.relpath(done[-1], REPO)))
+    else:
+        os.makedirs(eval_logdir, exist_ok=True)
+        log_path = os.path.join(eval_logdir, "eval.log")
+        command = [sys.executable, "train.py", "--config", CONFIG, "--logdir", eval_logdir,
+                   "--device", "cpu", "--eval", "--checkpoint", checkpoint, "--opts"] + options \
+            + ["dataset.val_frame_stride=1"]  # every validation frame
+        print("\n$ " + " ".join(shlex.quote(c) for c in command)
+              + "\n  (its output: %s)" % os.path.relpath(log_path, REPO), flush=True)
+        with open(log_path, "w") as log:
+            result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            with open(log_path) as log:
+                print(log.read()[-3000:])
+            sys.exit("quickstart: the evaluation failed (exit status %d, output above and in "
+                     "%s); fix what it reports and rerun `python3 quickstart.py`"
+                     % (result.returncode, log_path))
+        done = sorted(glob.glob(os.path.join(eval_logdir, "*", "evaluation.json")))
+    with open(done[-1]) as f:
+        return json.load(f), os.path.dirname(done[-1])
 
 
 def mean_pose_errors(root):
@@ -154,7 +215,7 @@ def main():
     options = dataset_options(args.root) + list(args.opts)
     folder = train(args.logdir, options)
     checkpoint = os.path.join(folder, "checkpoints", "best_epoch.bin")
-    model_errors, eval_folder = evaluate(args.logdir, checkpoint, options)
+    model_errors, eval_folder = evaluate(folder, checkpoint, options)
     baseline_errors = mean_pose_errors(args.root)
     print_comparison(model_errors, baseline_errors)
     print("\nCA-PF (tiny, synthetic) average MPJPE %.1f mm; always predicting the mean training "

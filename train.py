@@ -1,17 +1,21 @@
-"""Train or evaluate CA-PF. Accepts the published commands unchanged:
+r"""Train or evaluate CA-PF. Accepts the published commands unchanged:
 
-    python -m torch.distributed.launch --nproc_per_node=4 --master_port=29500 train.py \
-        --config experiments/human36m/train/human36m_vol_softmax_single.yaml --logdir ./logs [--eval]
+    python train.py --config experiments/human36m/hrnet_32.yaml --logdir ./logs [--eval]
+    python -m torch.distributed.launch --nproc_per_node=1 --master_port=29500 train.py \
+        --config experiments/human36m/train/human36m_vol_softmax_single.yaml --logdir ./logs
     torchrun --nproc_per_node=4 train.py --config ... --logdir ./logs
     python train.py --config experiments/synthetic/tiny.yaml --logdir ./logs --device cpu
+
+Errors in the inputs (config, labels, images, weights, device) end it with one line and exit
+status 2.
 """
 import argparse
 import os
 import sys
 
-from mvn.config import ConfigError, load_config
-from mvn.datasets import LabelError, MissingImageError
-from mvn.models.weights import WeightsError, find_checkpoint
+from mvn.checkpoint import find_checkpoint
+from mvn.config import load_config
+from mvn.errors import CAPFError
 
 
 def warn_once(message):
@@ -61,24 +65,24 @@ def config_from_args(args, warn=None):
 def main(argv=None):
     args = parse_args(argv)
     # Imported here so that `--help` and config errors are instant.
-    from mvn import engine
+    from mvn import distributed, engine
 
     processes = None
     try:
         config = config_from_args(args, warn=warn_once)
         if args.eval:
             checkpoint = find_checkpoint(args.checkpoint, config.model.backbone.type)
-        processes = engine.setup_processes(args.device, args.local_rank)
+        processes = distributed.setup_processes(args.device, args.local_rank)
         if args.eval:
             engine.run_evaluation(config, processes, args.logdir, checkpoint, args.eval_dataset)
         else:
             engine.fit(config, processes, args.logdir, resume=args.resume)
-    except (ConfigError, WeightsError, LabelError, MissingImageError) as error:
+    except CAPFError as error:
         print("error: %s" % error, file=sys.stderr)
         return 2
     finally:
         if processes is not None:
-            engine.cleanup_processes(processes)
+            distributed.cleanup_processes(processes)
     return 0
 
 

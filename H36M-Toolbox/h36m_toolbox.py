@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from mvn.errors import CAPFError
+
 try:
     from mvn import h36m
 except ImportError as error:  # pragma: no cover - only without the package installed
@@ -29,7 +31,7 @@ TOOLBOX_DIR = os.path.dirname(os.path.abspath(__file__))
 DETECTIONS_FILE = os.path.join("data", "data_2d_h36m_cpn_ft_h36m_dbb.npz")
 
 
-class ToolboxError(Exception):
+class ToolboxError(CAPFError):
     """A problem with the user's data or arguments; the message says what to do."""
 
 
@@ -226,13 +228,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def run_cli(main, argv=None):
-    """Run `main(argv)` as a command: user errors print one line and exit 1, no traceback."""
+    """Run `main(argv)` as a command: user errors (any CAPFError: the toolbox's, a label or store
+    error) print one line and exit 2, no traceback."""
     warnings.showwarning = _show_warning
     try:
         main(argv)
-    except ToolboxError as error:
+    except CAPFError as error:
         sys.stderr.write("error: %s\n" % error)
-        sys.exit(1)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

@@ -16,14 +16,14 @@ import numpy as np
 import h36m_toolbox as tb
 import synthetic_motion
 import synthetic_render
-from mvn import geometry, h36m
+from mvn import geometry, h36m, skeleton
 
 DEFAULT_FRAMES = 50
 PIXEL_NOISE_PX = 2.0            # CPN-like detection noise: a few pixels ...
 OUTLIER_RATE = 0.03             # ... and sometimes more
 OUTLIER_NOISE_PX = 12.0
 METADATA = {"layout_name": "h36m", "num_joints": 17,
-            "keypoints_symmetry": [list(h36m.JOINTS_LEFT), list(h36m.JOINTS_RIGHT)]}
+            "keypoints_symmetry": [list(skeleton.JOINTS_LEFT), list(skeleton.JOINTS_RIGHT)]}
 
 
 def _rng(seed, *keys):

@@ -1,9 +1,9 @@
 """Train-step throughput of CA-PF with the speed options, each checked against fp32.
 
 For each option set -- fp32, `train.amp` (bf16 autocast), `train.channels_last`, `train.compile`
-and their combinations -- this times whole training steps as `mvn.engine.train_one_epoch` runs
-them (batch preparation, forward through the frozen backbone, MPJPE loss, backward, AdamW step)
-on a random batch, after checking the option's eval-mode output on the reference vectors
+and their combinations -- this times whole training steps, each `mvn.engine.train_step` (THE
+step training runs: flip draw, batch preparation, forward through the frozen backbone, MPJPE
+loss, non-finite check, backward, AdamW step) on a random batch, after checking the option's eval-mode output on the reference vectors
 (`hrnet32_fill_vectors.pt`, or `cpn_fill_vectors.pt` for --backbone cpn; weights filled by the
 reference's procedure) against fp32, in mm. Its last line is what rounding only the images to
 bf16 costs there, the rest in fp32: a bf16 backbone does at least that rounding.
@@ -21,9 +21,8 @@ import time
 import torch
 
 from mvn import engine
-from mvn.batch import prepare_batch
 from mvn.config import load_config
-from mvn.metrics import mpjpe
+from mvn.distributed import single_process
 from mvn.models import build_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,19 +76,15 @@ def synchronize(device):
 
 
 def train_steps(call, optimizer, config, batch, device, steps):
-    """Run `steps` training steps (engine.train_one_epoch's body); returns seconds."""
+    """Run `steps` training steps, each `engine.train_step` (what training runs); returns
+    seconds."""
     call.train()
+    processes = single_process(device)
+    flips = torch.Generator().manual_seed(0)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-            batch, config.model.backbone.type, device)
-        with engine.autocast(config, device):
-            prediction = call(images, keypoints_2d, keypoints_2d_crop)
-        loss = mpjpe(prediction.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        engine.train_step(call, optimizer, batch, config, processes, flips)
     synchronize(device)
     return time.perf_counter() - start
 

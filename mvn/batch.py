@@ -6,7 +6,8 @@ shape (B, 256, 192, 3) for images (BGR uint8 from OpenCV), (B, 17, 2) for 2D joi
 """
 import torch
 
-from mvn.h36m import FLIP_PERMUTATION
+from mvn.geometry import CROP_SHAPE
+from mvn.skeleton import FLIP_PERMUTATION
 
 HRNET_MEAN_RGB = (0.485, 0.456, 0.406)
 HRNET_STD_RGB = (0.229, 0.224, 0.225)
@@ -57,7 +58,8 @@ def mirror_x(joints, offset=0.0):
     return swap_left_right(torch.cat([x, joints[..., 1:]], -1))
 
 
-def flip_batch(images, keypoints_2d, keypoints_2d_crop, keypoints_3d=None, crop_width=192):
+def flip_batch(images, keypoints_2d, keypoints_2d_crop, keypoints_3d=None,
+               crop_width=CROP_SHAPE[1]):
     """Mirror a whole batch: image along width, joints x -> -x (crop: 191 - x)."""
     flipped = (
         images.flip(2),                                  # (B, H, W, 3): W is dim 2
@@ -75,6 +77,18 @@ def flip_test(model, images, keypoints_2d, keypoints_2d_crop):
     flipped_prediction = model(*flip_batch(images, keypoints_2d, keypoints_2d_crop,
                                            crop_width=images.shape[2]))
     return (prediction + mirror_x(flipped_prediction)) / 2
+
+
+def predict_pose(model, images, keypoints_2d, keypoints_2d_crop, use_flip_test=True):
+    """THE prediction, as evaluation scores it and the demo writes it: (B, 17, 3) float32,
+    camera frame, metres, relative to the pelvis as the model was trained (targets are
+    root-relative; the pelvis row is the model's own output, close to 0, and is not re-rooted,
+    as in the released evaluation). With the flip test unless `use_flip_test` is False."""
+    if use_flip_test:
+        prediction = flip_test(model, images, keypoints_2d, keypoints_2d_crop)
+    else:
+        prediction = model(images, keypoints_2d, keypoints_2d_crop)   # (B, 1, 17, 3)
+    return prediction.float()[:, 0]
 
 
 def prepare_batch(batch, backbone_type, device, flip=False):

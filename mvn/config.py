@@ -12,9 +12,9 @@ import logging
 import os
 
 import yaml
-from easydict import EasyDict
 
 from mvn import released_config
+from mvn.errors import CAPFError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 BACKBONE_TYPES = ("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny")
 
 DEFAULTS = {
-    "title": "capf",
+    "title": "capf",         # experiment folders: <logdir>/<title>@<date-time>
     "seed": 0,
     "model": {
         "backbone": {
@@ -83,7 +83,39 @@ DEFAULTS = {
 }
 
 
-class ConfigError(ValueError):
+class Config(dict):
+    """A validated config: nested mappings read as attributes (config.train.batch_size) and
+    read-only, so that what was validated (and written to config.yaml) is what runs. Change a
+    value with an override: load_config(path, ["train.batch_size=64"])."""
+
+    def __init__(self, tree):
+        super().__init__({k: Config(v) if isinstance(v, dict) else v for k, v in tree.items()})
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError("config has no key '%s'" % name) from None
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("the config is read-only after validation; give the change as an "
+                        "override, e.g. load_config(path, ['train.batch_size=64'])")
+
+    __setattr__ = __setitem__ = __delitem__ = _read_only
+    update = pop = popitem = clear = setdefault = _read_only
+
+    def __reduce__(self):  # copy / pickle: rebuilt from a plain tree
+        return Config, (to_plain(self),)
+
+
+def to_plain(node):
+    """A Config (or any nested mapping) as plain dicts."""
+    if isinstance(node, dict):
+        return {k: to_plain(v) for k, v in node.items()}
+    return node
+
+
+class ConfigError(CAPFError, ValueError):
     """A configuration file or override that cannot be used; the message says what to change."""
 
 
@@ -249,13 +281,9 @@ def load_config(path=None, overrides=(), warn=None):
         name, value = parse_override(text)
         _set(config, name, value, "override '%s'" % text)
     _validate(config, path or "config")
-    return EasyDict(config)
+    return Config(config)
 
 
 def config_to_yaml(config):
     """The resolved config as YAML text (written into every experiment folder)."""
-    def plain(node):
-        if isinstance(node, dict):
-            return {k: plain(v) for k, v in node.items()}
-        return node
-    return yaml.safe_dump(plain(config), sort_keys=False)
+    return yaml.safe_dump(to_plain(config), sort_keys=False)

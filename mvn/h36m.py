@@ -11,17 +11,8 @@ FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "h36m_fact
 with open(FACTS_PATH) as _f:
     FACTS = json.load(_f)
 
-NUM_JOINTS = 17
-JOINT_NAMES = tuple(FACTS["joint_names_17"])
-JOINTS_LEFT = tuple(FACTS["joints_left"])    # (4, 5, 6, 11, 12, 13)
-JOINTS_RIGHT = tuple(FACTS["joints_right"])  # (1, 2, 3, 14, 15, 16)
+# The 17 joints of mvn.skeleton, taken from the release's 32 (its pose files' joint order).
 JOINTS_17_FROM_32 = tuple(FACTS["joints_17_from_32"])
-
-# Permutation that swaps left and right joints: pose[..., FLIP_PERMUTATION, :] mirrors the labels.
-FLIP_PERMUTATION = list(range(NUM_JOINTS))
-for _l, _r in zip(JOINTS_LEFT, JOINTS_RIGHT):
-    FLIP_PERMUTATION[_l], FLIP_PERMUTATION[_r] = _r, _l
-FLIP_PERMUTATION = tuple(FLIP_PERMUTATION)
 
 # Action ids 2..16 (id 1, "_ALL", is not used).
 ACTION_NAMES = {int(k): v for k, v in FACTS["action_names"].items() if int(k) >= 2}

@@ -4,7 +4,10 @@
 Every metric accepts torch tensors or NumPy arrays of shape (..., J, 3) and returns the same kind
 (a 0-d tensor, or a Python float for NumPy input). `reduce=False` gives one value per frame.
 """
+import csv
+import json
 import logging
+import os
 
 import numpy as np
 import torch
@@ -12,6 +15,14 @@ import torch
 from mvn.h36m import ACTION_NAMES, ACTIONS
 
 logger = logging.getLogger(__name__)
+
+
+def _check_shapes(name, predicted, target):
+    """Both (..., J, 3) of one shape: a mismatch is an error, never a broadcast."""
+    if tuple(predicted.shape) != tuple(target.shape) or len(predicted.shape) < 2 \
+            or predicted.shape[-1] != 3:
+        raise ValueError("%s: predicted %s and target %s must both be (..., joints, 3) of the "
+                         "same shape" % (name, tuple(predicted.shape), tuple(target.shape)))
 
 
 def _as_tensors(*arrays):
@@ -29,6 +40,7 @@ def _result(value, is_numpy, reduce):
 
 def mpjpe(predicted, target, reduce=True):
     """Mean per-joint position error: mean Euclidean distance (P1 when in mm)."""
+    _check_shapes("mpjpe", predicted, target)
     is_numpy, (predicted, target) = _as_tensors(predicted, target)
     per_joint = torch.linalg.vector_norm(predicted - target, dim=-1)  # (..., J)
     value = per_joint.mean() if reduce else per_joint.mean(-1)
@@ -36,11 +48,15 @@ def mpjpe(predicted, target, reduce=True):
 
 
 def n_mpjpe(predicted, target, reduce=True):
-    """MPJPE after scaling the prediction to the target in the least-squares sense."""
+    """MPJPE after scaling the prediction to the target in the least-squares sense. A frame
+    predicted all at the origin (no scale to fit) keeps scale 0 instead of dividing by zero,
+    as P-MPJPE guards its degenerate frames."""
+    _check_shapes("n_mpjpe", predicted, target)
     is_numpy, (predicted, target) = _as_tensors(predicted, target)
     norm_predicted = (predicted ** 2).sum(-1, keepdim=True).mean(-2, keepdim=True)
     norm_target = (target * predicted).sum(-1, keepdim=True).mean(-2, keepdim=True)
-    scale = norm_target / norm_predicted
+    safe = torch.where(norm_predicted > 0, norm_predicted, torch.ones_like(norm_predicted))
+    scale = torch.where(norm_predicted > 0, norm_target / safe, torch.zeros_like(norm_target))
     per_joint = torch.linalg.vector_norm(scale * predicted - target, dim=-1)
     value = per_joint.mean() if reduce else per_joint.mean(-1)
     return _result(value, is_numpy, reduce)
@@ -82,6 +98,7 @@ def procrustes_align(predicted, target):
 
 def p_mpjpe(predicted, target, reduce=True):
     """MPJPE after per-frame similarity alignment (P2). Inputs (N, J, 3) or (N, 1, J, 3)."""
+    _check_shapes("p_mpjpe", predicted, target)
     is_numpy, (predicted, target) = _as_tensors(predicted, target)
     shape = target.shape
     predicted = predicted.reshape(-1, shape[-2], 3)
@@ -96,6 +113,7 @@ def p_mpjpe(predicted, target, reduce=True):
 
 def mpjve(predicted, target, reduce=True):
     """Mean per-joint velocity error: first differences along dim 0 (frame order)."""
+    _check_shapes("mpjve", predicted, target)
     is_numpy, (predicted, target) = _as_tensors(predicted, target)
     velocity_error = torch.diff(predicted, dim=0) - torch.diff(target, dim=0)
     per_joint = torch.linalg.vector_norm(velocity_error, dim=-1)
@@ -165,3 +183,23 @@ def format_table(errors):
     lines.append("%-16s %8.2f %8.2f %8.2f %8d"
                  % ("average", avg["p1"], avg["p2"], avg["mpjve"], avg["frames"]))
     return "\n".join(lines)
+
+
+def save_table(errors, folder, name="evaluation"):
+    """The per-action table as `folder/<name>.json` and `.csv` (mm); returns the two paths."""
+    json_path = os.path.join(folder, name + ".json")
+    csv_path = os.path.join(folder, name + ".csv")
+    with open(json_path, "w") as f:
+        json.dump(errors, f, indent=2)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["action", "p1_mm", "p2_mm", "mpjve_mm", "frames"])
+        for action, row in errors["actions"].items():
+            writer.writerow([action, "%.4f" % row["p1"], "%.4f" % row["p2"],
+                             "%.4f" % row["mpjve"], row["frames"]])
+        for action in errors["missing"]:
+            writer.writerow([action, "", "", "", 0])
+        average = errors["average"]
+        writer.writerow(["average", "%.4f" % average["p1"], "%.4f" % average["p2"],
+                         "%.4f" % average["mpjve"], average["frames"]])
+    return json_path, csv_path

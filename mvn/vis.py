@@ -17,10 +17,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mvn.h36m import ACTION_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS
+from mvn.h36m import ACTION_NAMES
+from mvn.skeleton import JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS
 
 # Human3.6M 17-joint skeleton: parent of each joint (-1 for the pelvis).
-PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 BONES = np.array([(joint, parent) for joint, parent in enumerate(PARENTS)
                   if parent >= 0])  # (16, 2): (joint, its parent)
 
@@ -86,13 +86,18 @@ def plot_coordinates(joints_cam):
     return np.stack([joints_cam[..., 0], joints_cam[..., 2], -joints_cam[..., 1]], axis=-1)
 
 
-def _cube(poses, reference):
-    """Centre (3,) and half-size of the equal-axes cube holding `poses`, centred on the pelvis
-    of `reference` (17, 3)."""
+def _view_box(poses, reference, tall=1.0):
+    """Centre (3,) and half-ranges (3,) of the equal-scale box holding `poses` (plotted
+    coordinates, the last one vertical), centred on the pelvis of `reference` (17, 3). The
+    vertical half-range is `tall` times the horizontal ones (a view `tall` times as high as
+    wide); a wide view's box is a cube of half-size at least MIN_RADIUS_M."""
     center = reference[0] if np.isfinite(reference[0]).all() else np.zeros(3)
-    deviations = np.abs(np.concatenate(poses) - center)
-    extent = np.nanmax(deviations) if np.isfinite(deviations).any() else 0.0
-    return center, max(MIN_RADIUS_M, float(extent) * 1.05)
+    deviations = np.abs(np.concatenate(poses) - center)  # (N, 3)
+    finite = np.isfinite(deviations)
+    horizontal = np.max(deviations[:, :2][finite[:, :2]], initial=0.0)
+    vertical = np.max(deviations[:, 2][finite[:, 2]], initial=0.0)
+    half = max(MIN_RADIUS_M / tall, horizontal * 1.05, vertical * 1.05 / tall)
+    return center, (half, half, half * tall)
 
 
 def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100):
@@ -100,11 +105,14 @@ def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100
 
     `prediction` (17, 3) is drawn in the left/right colours, `target` (17, 3) if given as dashed
     dark lines over it. Every bone is one Line3D whose gid is '<pose>/<joint>-<parent>' (pose
-    'prediction' or 'target'); its data are `plot_coordinates` of those two joints."""
+    'prediction' or 'target'); its data are `plot_coordinates` of those two joints. Axes have
+    equal scales; a view taller than wide gets a box as tall, so a standing person fills it."""
     poses = {"prediction": plot_coordinates(_as_joints(prediction, 3))}
     if target is not None:
         poses["target"] = plot_coordinates(_as_joints(target, 3))
-    center, radius = _cube(list(poses.values()), poses.get("target", poses["prediction"]))
+    tall = max(1.0, size_px[1] / (size_px[0] / len(VIEWS)))  # a view's height / width
+    center, half_ranges = _view_box(list(poses.values()),
+                                    poses.get("target", poses["prediction"]), tall)
     colors = joint_colors_rgb() / 255.0
     target_color = np.array(COLOR_TARGET_RGB) / 255.0
 
@@ -122,9 +130,10 @@ def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100
                           linestyle="--" if is_target else "-",
                           linewidth=1.2 if is_target else 2.5,
                           gid="%s/%d-%d" % (name, joint, parent))
-        for set_limits, c in zip((axes.set_xlim3d, axes.set_ylim3d, axes.set_zlim3d), center):
-            set_limits(c - radius, c + radius)
-        axes.set_box_aspect((1, 1, 1), zoom=1.3)  # equal axes
+        for set_limits, c, half in zip((axes.set_xlim3d, axes.set_ylim3d, axes.set_zlim3d),
+                                       center, half_ranges):
+            set_limits(c - half, c + half)
+        axes.set_box_aspect((1, 1, tall), zoom=1.3 * min(tall, 1.5))  # equal scales
         axes.set_xticklabels([])
         axes.set_yticklabels([])
         axes.set_zticklabels([])
@@ -186,14 +195,15 @@ def action_name(action_id):
     return ACTION_NAMES.get(int(action_id), "action %d" % int(action_id))
 
 
-def save_best_worst_per_action(path, images_bgr, keypoints_crop, predictions, targets, errors_mm,
+def save_best_worst_per_action(path, crop_of, keypoints_crop, predictions, targets, errors_mm,
                                action_ids):
     """One PNG: a row per action present, its best and its worst frame (by `errors_mm`) as
-    `sample_panel`s titled with the action name and the error. Returns `path`."""
+    `sample_panel`s titled with the action name and the error. `crop_of(i)` gives frame i's
+    (256, 192, 3) BGR crop (only the chosen frames are read). Returns `path`."""
     actions, best, worst = best_worst_indices(errors_mm, action_ids)
     rows = []
     for action, pair in zip(actions, zip(best, worst)):
-        panels = [sample_panel(images_bgr[i], keypoints_crop[i], predictions[i], targets[i],
+        panels = [sample_panel(crop_of(i), keypoints_crop[i], predictions[i], targets[i],
                                title="%s: %s frame (#%d), %.1f mm"
                                % (action_name(action), kind, i, float(errors_mm[i])))
                   for kind, i in zip(("best", "worst"), pair)]

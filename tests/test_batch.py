@@ -55,5 +55,5 @@ def test_prepare_batch_flips_whole_batch():
 
 
 def mirror_index():
-    from mvn.h36m import FLIP_PERMUTATION
+    from mvn.skeleton import FLIP_PERMUTATION
     return list(FLIP_PERMUTATION)

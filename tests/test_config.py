@@ -75,3 +75,20 @@ def test_wrong_type_and_bad_values_are_errors(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(bad))
+
+
+def test_config_is_read_only_after_validation():
+    import copy
+    import pickle
+    config = load_config(None, ["train.batch_size=64"])
+    with pytest.raises(TypeError, match="read-only"):
+        config.train.batch_size = 8
+    with pytest.raises(TypeError, match="read-only"):
+        config["train"]["batch_size"] = 8
+    with pytest.raises(TypeError, match="read-only"):
+        config.train.update(batch_size=8)
+    assert config.train.batch_size == 64
+    for twin in (copy.deepcopy(config), pickle.loads(pickle.dumps(config))):
+        assert twin == config and twin.train.batch_size == 64
+    with pytest.raises(AttributeError, match="no key 'batch_sise'"):
+        config.train.batch_sise

@@ -186,7 +186,6 @@ def test_demo_cli_on_a_folder_of_frames(tiny_files, tmp_path):
     assert poses["keypoints_2d_score"].shape == (3, 17)
     assert poses["keypoints_3d_m"].shape == (3, 17, 3)
     assert np.isfinite(poses["keypoints_3d_m"]).all()
-    np.testing.assert_array_equal(poses["keypoints_3d_m"][:, 0], 0)  # root-relative
     np.testing.assert_array_equal(poses["image_size"], [[1000, 1000]] * 3)
     # the joints lie in (the enlarged) box of their person
     box = poses["boxes_px"][0]
@@ -301,15 +300,14 @@ def test_demo_estimate_maps_crop_detections_to_the_frame_and_back():
         np.testing.assert_allclose(model.inputs[1][p].numpy(), back, atol=1e-3)
         np.testing.assert_allclose(model.inputs[0][p].numpy(),
                                    normalize_screen_coordinates(joints_px, 640, 480), atol=1e-5)
-        np.testing.assert_array_equal(person["keypoints_3d_m"][0], 0)   # root-relative
-        np.testing.assert_array_equal(person["keypoints_3d_m"][1:], 0)
+        np.testing.assert_array_equal(person["keypoints_3d_m"], 1)  # the stub's output, as is
 
 
 def test_demo_with_a_label_box_reproduces_the_evaluation_inputs(tiny_files, tmp_path):
     """With a Human3.6M label box (square) and --box-padding 1, the demo's crop and 2D inputs are
     those of the label files (center_scale_from_box, crop_image, normalize_screen_coordinates),
-    so its 3D output is the model's prediction on an evaluation sample."""
-    from mvn.batch import flip_test, prepare_images, root_relative
+    so its 3D output is the prediction evaluation scores on that sample (predict_pose)."""
+    from mvn.batch import predict_pose, prepare_images
     from mvn.geometry import affine_transform_points, center_scale_from_box, crop_image, \
         get_affine_transform, normalize_screen_coordinates
     from mvn.models.weights import load_model_weights
@@ -334,7 +332,7 @@ def test_demo_with_a_label_box_reproduces_the_evaluation_inputs(tiny_files, tmp_
                                 dtype=torch.float32)
     keypoints_crop = torch.tensor(affine_transform_points(keypoints, M)[None], dtype=torch.float32)
     with torch.no_grad():
-        expected = root_relative(flip_test(model, images, keypoints_2d, keypoints_crop))[0, 0]
+        expected = predict_pose(model, images, keypoints_2d, keypoints_crop)[0]
     poses = np.load(tmp_path / "out" / "poses.npz")
     assert expected.abs().max() > 0.05  # a prediction, not zeros
     np.testing.assert_allclose(poses["keypoints_3d_m"][0], expected.numpy(), rtol=0, atol=1e-5)

@@ -3,9 +3,9 @@
 CI has no GPU, so a constant created on the CPU inside the model, the batch preparation or
 the optimiser would only show up on a user's GPU ("Expected all tensors to be on the same
 device"). PyTorch's "meta" device computes shapes only and refuses the same mixtures a CUDA
-device does, so a whole step on it -- batch preparation with and without the flip, forward,
-MPJPE loss, backward, gradient clipping, AdamW step, then the flip test -- checks the device
-placement of every op at the cost of building the model.
+device does, so THE training step (`mvn.engine.train_step`: batch preparation with and without
+the flip, forward, MPJPE loss, backward, gradient clipping, AdamW step) and then the flip test
+on it check the device placement of every op at the cost of building the model.
 """
 import pytest
 import torch
@@ -13,7 +13,7 @@ import torch
 from mvn import engine
 from mvn.batch import flip_test, prepare_batch
 from mvn.config import load_config
-from mvn.metrics import mpjpe
+from mvn.distributed import single_process
 from mvn.models import build_model
 
 META = torch.device("meta")
@@ -48,19 +48,17 @@ def test_training_step_and_flip_test_keep_every_tensor_on_the_model_device(backb
     optimizer = engine.make_optimizer(model, config)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     model.train()
-    for flip in (False, True):
-        images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-            dataloader_batch(), backbone, META, flip=flip)
-        prediction = model(images, keypoints_2d, keypoints_2d_crop)  # (2, 1, 17, 3)
-        loss = mpjpe(prediction.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        assert prediction.shape == (2, 1, 17, 3) and loss.device == META
+    flips = torch.Generator().manual_seed(0)  # draws: flip, then no flip (both paths run)
+    assert [torch.rand(1, generator=flips).item() < 0.5 for _ in range(2)] == [True, False]
+    flips.manual_seed(0)
+    for _ in range(2):
+        loss = engine.train_step(model, optimizer, dataloader_batch(), config,
+                                 single_process(META), flips)
+        assert loss.shape == () and loss.device == META
     assert all(p.device == META for p in model.parameters())
     assert all(p.grad is None or p.grad.device == META for p in parameters)
     model.eval()
+    images, keypoints_2d, keypoints_2d_crop, _ = prepare_batch(dataloader_batch(), backbone, META)
     with torch.no_grad():
         output = flip_test(model, images, keypoints_2d, keypoints_2d_crop)
     assert output.shape == (2, 1, 17, 3) and output.device == META

@@ -9,6 +9,7 @@ import train as train_cli
 from conftest import REPO_ROOT
 from mvn import engine
 from mvn.config import load_config
+from mvn.distributed import single_process
 from mvn.models import build_model
 
 EXPERIMENTS = os.path.join(REPO_ROOT, "experiments")
@@ -164,7 +165,7 @@ def test_gradient_clipping_threshold_uses_the_initial_lr(synthetic_h36m, monkeyp
     dataset = build_dataset(config, "train")
     batch = torch.utils.data.default_collate([dataset[i] for i in range(4)])
     engine.train_one_epoch(model, [batch], optimizer, config, 5,
-                           engine.Processes(0, 1, 0, torch.device("cpu")))
+                           single_process("cpu"))
     assert thresholds == [0.5 / config.train.volume_net_lr]
 
 

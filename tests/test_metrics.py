@@ -112,3 +112,22 @@ def test_mpjve_is_per_trial_then_frame_weighted():
     assert merged == pytest.approx((0 + 10 + 10 + 20) / 4)  # one merged pass: 10, not 6
     with pytest.raises(ValueError, match="subaction ids"):
         per_action_errors(pred, gt, np.full(5, 2), subaction[:4])
+
+
+@pytest.mark.parametrize("metric", [mpjpe, n_mpjpe, p_mpjpe, mpjve])
+def test_metrics_refuse_shapes_that_would_broadcast(metric):
+    predicted, target = np.zeros((4, 1, 17, 3)), np.zeros((4, 17, 3))
+    with pytest.raises(ValueError, match=r"\(4, 1, 17, 3\) and target \(4, 17, 3\)"):
+        metric(predicted, target)
+    with pytest.raises(ValueError, match="same shape"):
+        metric(torch.zeros(4, 17, 2), torch.zeros(4, 17, 2))
+
+
+def test_n_mpjpe_of_a_prediction_at_the_origin_is_finite():
+    target = np.random.default_rng(0).normal(size=(3, 17, 3))
+    predicted = target.copy()
+    predicted[1] = 0.0  # nothing to scale: the error is the target's own size
+    per_frame = n_mpjpe(predicted, target, reduce=False)
+    assert np.isfinite(per_frame).all()
+    assert per_frame[1] == pytest.approx(np.linalg.norm(target[1], axis=-1).mean())
+    assert per_frame[0] == pytest.approx(0.0, abs=1e-12)

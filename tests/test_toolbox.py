@@ -421,13 +421,13 @@ def test_scripts_have_help_and_exit_cleanly_on_user_errors(tmp_path):
         assert result.returncode == 0 and "--root" in result.stdout and "--workers" in result.stdout
     result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "generate_labels_h36m.py"),
                              "--root", str(tmp_path)], capture_output=True, text=True, env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "data_2d_h36m_cpn_ft_h36m_dbb.npz not found" in result.stderr
     assert "Traceback" not in result.stderr
     result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "video_to_images.py"),
                              "--root", str(tmp_path), "--subjects", "11", "--actions", "4"],
                             capture_output=True, text=True, env=env)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "S11 'Eating 1' camera 54138969" in result.stderr and "extracted/S11" in result.stderr
 
 

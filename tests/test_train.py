@@ -15,6 +15,8 @@ import torch
 from conftest import REPO_ROOT
 import train as train_cli
 from mvn import engine
+from mvn.checkpoint import model_state_with_module_prefix
+from mvn.distributed import single_process
 from mvn.config import load_config
 
 CONFIG = os.path.join(REPO_ROOT, "experiments", "synthetic", "tiny.yaml")
@@ -157,7 +159,7 @@ def test_missing_image_names_file_and_record(synthetic_h36m, tmp_path, capsys):
     model_path = tmp_path / "best_epoch.bin"
     config = load_config(CONFIG, options(root))
     from mvn.models import build_model
-    torch.save({"epoch": 0, "lr": 0.0, "model": engine.model_state_with_module_prefix(
+    torch.save({"epoch": 0, "lr": 0.0, "model": model_state_with_module_prefix(
         build_model(config)), "optimizer": {}}, model_path)
     code = train_cli.main(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
                            "cpu", "--eval", "--checkpoint", str(model_path), "--opts"]
@@ -181,7 +183,7 @@ def test_label_file_of_wrong_kind_is_one_clear_error(synthetic_h36m, tmp_path, c
 
 def test_nan_loss_step_is_skipped_and_counted(synthetic_h36m):
     config = load_config(CONFIG, options(synthetic_h36m))
-    processes = engine.Processes(0, 1, 0, torch.device("cpu"))
+    processes = single_process("cpu")
     from mvn.datasets import build_dataset
     from mvn.models import build_model
     dataset = build_dataset(config, "train")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mvn import vis
-from mvn.h36m import JOINTS_LEFT, JOINTS_RIGHT
+from mvn.skeleton import JOINTS_LEFT, JOINTS_RIGHT
 
 # A person standing with arms out, camera frame (x right, y down, z forward), metres.
 STANDING_M = np.array([
@@ -126,9 +126,15 @@ def test_save_best_worst_per_action_shows_the_right_frames(tmp_path, monkeypatch
 
     monkeypatch.setattr(vis, "sample_panel", recording_panel)
     path = str(tmp_path / "sub" / "best_worst.png")
-    assert vis.save_best_worst_per_action(path, images, keypoints, predictions, targets, errors,
+    read = []
+
+    def crop_of(index):
+        read.append(index)
+        return images[index]
+    assert vis.save_best_worst_per_action(path, crop_of, keypoints, predictions, targets, errors,
                                           actions) == path
     assert [index for index, _ in shown] == [1, 2, 4, 3]  # per action: best, worst
+    assert read == [1, 2, 4, 3]  # only the frames shown are read
     assert shown[0][1].startswith("Discussion: best") and "20.0 mm" in shown[0][1]
     assert shown[3][1].startswith("Walking: worst") and "90.0 mm" in shown[3][1]
     picture = cv2.imread(path)
@@ -139,3 +145,21 @@ def test_save_best_worst_per_action_shows_the_right_frames(tmp_path, monkeypatch
 def test_render_pose_3d_refuses_other_shapes(bad):
     with pytest.raises(ValueError):
         vis.render_pose_3d(bad)
+
+
+def drawn_rows(picture):
+    """Indices of the rows holding any coloured (not grey/white) pixel: the skeleton."""
+    colour = picture.astype(int).max(-1) - picture.astype(int).min(-1) > 60  # (H, W)
+    return np.flatnonzero(colour.any(1))
+
+
+def test_a_tall_view_draws_the_person_taller():
+    # The demo gives one person the whole 512 x 512 column: the person must fill its height,
+    # not the middle half of it (a square box would).
+    wide = vis.render_pose_3d(STANDING_M, size_px=(512, 256))
+    tall = vis.render_pose_3d(STANDING_M, size_px=(512, 512))
+    wide_rows, tall_rows = drawn_rows(wide), drawn_rows(tall)
+    wide_span = wide_rows[-1] - wide_rows[0]
+    tall_span = tall_rows[-1] - tall_rows[0]
+    assert tall_span > 1.4 * wide_span
+    assert tall_span > 0.4 * 512

@@ -7,7 +7,8 @@ import torch
 from conftest import load_reference
 from mvn.config import load_config
 from mvn.models import build_model
-from mvn.models.weights import (WeightsError, find_checkpoint, load_backbone_weights,
+from mvn.checkpoint import find_checkpoint
+from mvn.models.weights import (WeightsError, load_backbone_weights,
                                 load_model_weights)
 
 TINY = ["model.backbone.type=hrnet_tiny", "model.embed_dim_ratio=32"]

@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import Dataset
 
 from mvn.datasets.labels import load_label_columns
+from mvn.errors import CAPFError
 from mvn.geometry import crop_image
 
-cv2.setNumThreads(0)  # DataLoader workers are the parallelism; OpenCV threads would oversubscribe
 
 
 # How a full frame is read: as the released dataset does (an EXIF orientation tag is ignored).
@@ -25,7 +25,7 @@ def read_frame_bgr(path):
     return cv2.imread(path, FRAME_READ_FLAGS)
 
 
-class MissingImageError(FileNotFoundError):
+class MissingImageError(CAPFError, FileNotFoundError):
     """An image that a label record names is not on disk."""
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mvn.errors import CAPFError
+
 # Keys a record must have for training and evaluation (the published files have more).
 REQUIRED_KEYS = ("image", "joints_2d_cpn", "joints_2d_cpn_crop", "joints_3d", "center", "scale",
                  "subject", "action", "subaction", "camera_id")
@@ -22,7 +24,7 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class LabelError(ValueError):
+class LabelError(CAPFError, ValueError):
     """A label file that is missing or is not a Human3.6M label list; says which and why."""
 
 

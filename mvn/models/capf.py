@@ -45,7 +45,8 @@ def build_backbone(backbone_type):
 
 class CA_PF(nn.Module):
     """forward(images (B,256,192,3) prepared, keypoints_2d (B,17,2), keypoints_2d_crop (B,17,2))
-    -> (B,1,17,3) root-relative camera-frame joints."""
+    -> (B,1,17,3) camera-frame joints in metres, relative to the pelvis as trained (the targets
+    are root-relative; the pelvis row is predicted, close to 0, not forced to 0)."""
 
     def __init__(self, backbone, volume_net, frozen_backbone=True):
         super().__init__()

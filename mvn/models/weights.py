@@ -16,13 +16,15 @@ import pickle
 
 import torch
 
+from mvn.errors import CAPFError
+
 logger = logging.getLogger(__name__)
 
 # Foreign keys that are known not to belong to the backbone, dropped in one visible place.
 HRNET_DROPPED_PREFIXES = ("final_layer.",)
 
 
-class WeightsError(RuntimeError):
+class WeightsError(CAPFError, RuntimeError):
     """A weights file that cannot be used; the message names the file and what to do."""
 
 
@@ -129,18 +131,4 @@ def load_backbone_weights(backbone, path):
         logger.info("%s: ignored %d keys of the COCO heatmap head (%s)",
                     path, len(dropped), _listing(dropped, 2))
     return dropped
-
-
-def find_checkpoint(path, backbone_type):
-    """`path`, or the reference's `best_epoch_<backbone>.bin` beside it when `path` is missing."""
-    if os.path.isfile(path):
-        return path
-    directory, name = os.path.split(path)
-    if name == "best_epoch.bin":
-        alternative = os.path.join(directory, "best_epoch_%s.bin" % backbone_type)
-        if os.path.isfile(alternative):
-            return alternative
-        raise WeightsError("checkpoint %s not found (nor %s); pass --checkpoint PATH or put the "
-                           "published best_epoch.bin in checkpoint/" % (path, alternative))
-    raise WeightsError("checkpoint %s not found; pass --checkpoint PATH" % path)
 

@@ -1,0 +1,112 @@
+"""Processes under torch.distributed: who is who, and how evaluation is sharded and gathered.
+
+One process per GPU (torchrun / torch.distributed.launch set RANK, WORLD_SIZE, LOCAL_RANK), or a
+single plain process. NCCL on CUDA, gloo on CPU. Evaluation shards the frames contiguously and
+gathers them in rank order, so 1 and N processes give exactly the same table.
+"""
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mvn.errors import DeviceError
+
+
+@dataclass
+class Processes:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+
+def single_process(device="cpu"):
+    """The Processes of one plain process on `device` (benchmarks, tests, notebooks)."""
+    return Processes(0, 1, 0, torch.device(device))
+
+
+def setup_processes(device=None, local_rank=None):
+    """Rank, world size and device from the launcher's variables; joins the process group.
+
+    `device` is 'cpu', 'cuda' or None (cuda when available)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", local_rank if local_rank is not None else 0))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda was asked for but no CUDA device is visible; "
+                              "use --device cpu")
+        torch.cuda.set_device(local_rank)
+        torch_device = torch.device("cuda", local_rank)
+    elif device == "cpu":
+        torch_device = torch.device("cpu")
+    else:
+        raise DeviceError("--device must be cpu or cuda, got %r" % device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return Processes(rank, world_size, local_rank, torch_device)
+
+
+def cleanup_processes(processes):
+    if processes.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(value, processes):
+    """Rank 0's `value` on every rank (e.g. the experiment folder's name)."""
+    if not processes.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_ranks_finite(loss, processes):
+    """True when the loss is finite on every process (so that all skip a bad step together).
+
+    On PyTorch's "meta" device (shapes only, the device-placement test) there is no value to
+    test: True."""
+    if loss.device.type == "meta":
+        return True
+    finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+    if processes.distributed:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def shard_range(length, rank, world_size, batch_size=1):
+    """Contiguous shard of [0, length) for `rank`: every frame exactly once, no padding.
+
+    Shards start on multiples of `batch_size`, so every batch holds the same frames whatever the
+    number of processes: batched kernels then give bit-identical predictions for 1 and N. With
+    more processes than batches, the last ranks get empty shards."""
+    batches = math.ceil(length / batch_size)
+    per_rank = math.ceil(batches / world_size) * batch_size
+    return range(min(rank * per_rank, length), min((rank + 1) * per_rank, length))
+
+
+def gather_in_order(local, length, processes, batch_size=1):
+    """Concatenate every rank's shard of `shard_range` (rank order): the (length, ...) result."""
+    if not processes.distributed:
+        return local
+    sizes = [len(shard_range(length, r, processes.world_size, batch_size))
+             for r in range(processes.world_size)]
+    device = processes.device
+    padded = torch.zeros((max(max(sizes), 1),) + tuple(local.shape[1:]), dtype=local.dtype,
+                         device=device)
+    padded[:len(local)] = local.to(device)
+    gathered = [torch.empty_like(padded) for _ in range(processes.world_size)]
+    dist.all_gather(gathered, padded)
+    return torch.cat([g[:size].cpu() for g, size in zip(gathered, sizes)])

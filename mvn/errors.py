@@ -1,0 +1,14 @@
+"""One base class for the errors a user can act on.
+
+Every entry point (train.py, demo.py, quickstart.py, the toolbox scripts, the benchmarks) catches
+`CAPFError` and prints its message as one line, exit status 2: the message names the file, key or
+record at fault and what to do. Any other exception is a bug and keeps its traceback.
+"""
+
+
+class CAPFError(Exception):
+    """An error caused by the user's input or environment; its message says what to change."""
+
+
+class DeviceError(CAPFError):
+    """A device that was asked for is not there (e.g. --device cuda without a visible GPU)."""

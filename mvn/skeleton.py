@@ -1,0 +1,28 @@
+"""The 17-joint Human3.6M skeleton every tensor of the project uses: names, tree, left/right.
+
+    0 pelvis (root), 1 r_hip, 2 r_knee, 3 r_ankle, 4 l_hip, 5 l_knee, 6 l_ankle, 7 spine,
+    8 thorax, 9 neck/nose, 10 head, 11 l_shoulder, 12 l_elbow, 13 l_wrist, 14 r_shoulder,
+    15 r_elbow, 16 r_wrist
+
+The names and the left/right lists come with the dataset's facts (mvn/h36m_facts.json).
+"""
+from mvn.h36m import FACTS
+
+NUM_JOINTS = 17
+ROOT_JOINT = 0  # the pelvis: 3D poses are made relative to it
+JOINT_NAMES = tuple(FACTS["joint_names_17"])
+# Parent of each joint (-1: the root): the bones drawn by mvn.vis.
+PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+JOINTS_LEFT = tuple(FACTS["joints_left"])    # (4, 5, 6, 11, 12, 13)
+JOINTS_RIGHT = tuple(FACTS["joints_right"])  # (1, 2, 3, 14, 15, 16)
+
+
+def _flip_permutation():
+    permutation = list(range(NUM_JOINTS))
+    for left, right in zip(JOINTS_LEFT, JOINTS_RIGHT):
+        permutation[left], permutation[right] = right, left
+    return tuple(permutation)
+
+
+# pose[..., FLIP_PERMUTATION, :] swaps left and right joints (the mirror's relabelling).
+FLIP_PERMUTATION = _flip_permutation()
