@@ -214,8 +214,9 @@ def check_files(args, config):
         raise DemoError("give the persons: --boxes FILE (x1, y1, x2, y2 per person and frame, for "
                         "the COCO 2D detector) or --keypoints FILE (Human3.6M 2D joints)")
     if not os.path.isfile(args.checkpoint):
-        raise DemoError("checkpoint %s not found: train one with train.py (see README), or put the "
-                        "published best_epoch.bin there and pass --checkpoint PATH"
+        raise DemoError("checkpoint %s not found. Pass --checkpoint with the file of a trained "
+                        "CA-PF: train.py writes <logdir>/<experiment>/checkpoints/best_epoch.bin; "
+                        "the published model goes to checkpoint/best_epoch.bin (see README)"
                         % args.checkpoint)
     if args.keypoints:
         return None

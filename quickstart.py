@@ -102,7 +102,7 @@ def install():
 def prepare_data(root, frames):
     subset = ["--subjects"] + SUBJECTS + ["--actions"] + ACTIONS
     toolbox = os.path.join("H36M-Toolbox", "%s")
-    labels = [os.path.join(REPO, root, name) for name in ("h36m_train.pkl", "h36m_validation.pkl")]
+    labels = [os.path.join(REPO, path) for path in label_paths(root).values()]
     if all(os.path.isfile(path) for path in labels):
         print("\nlabels exist in %s: synthesis, extraction and labelling skipped" % root)
         return
@@ -112,10 +112,17 @@ def prepare_data(root, frames):
     run([sys.executable, toolbox % "generate_labels_h36m.py", "--root", root] + subset)
 
 
+def label_paths(root):
+    """{'train': path, 'val': path} of the label files under `root` (imported after install)."""
+    from mvn.h36m import LABEL_FILES
+    return {split: os.path.join(root, name) for split, name in LABEL_FILES.items()}
+
+
 def dataset_options(root):
+    labels = label_paths(root)
     return ["dataset.root=%s" % os.path.join(root, "images"),
-            "dataset.train_labels_path=%s" % os.path.join(root, "h36m_train.pkl"),
-            "dataset.val_labels_path=%s" % os.path.join(root, "h36m_validation.pkl")]
+            "dataset.train_labels_path=%s" % labels["train"],
+            "dataset.val_labels_path=%s" % labels["val"]]
 
 
 def training_folders(logdir, title):
@@ -184,8 +191,9 @@ def mean_pose_errors(root):
     import numpy as np
     from mvn.datasets import load_label_columns
     from mvn.metrics import per_action_errors
-    train_labels = load_label_columns(os.path.join(REPO, root, "h36m_train.pkl"))
-    val_labels = load_label_columns(os.path.join(REPO, root, "h36m_validation.pkl"))
+    labels = label_paths(root)
+    train_labels = load_label_columns(os.path.join(REPO, labels["train"]))
+    val_labels = load_label_columns(os.path.join(REPO, labels["val"]))
     train_3d = train_labels.keypoints_3d - train_labels.keypoints_3d[:, :1]  # (N, 17, 3)
     val_3d = val_labels.keypoints_3d - val_labels.keypoints_3d[:, :1]        # (M, 17, 3)
     mean_pose = np.broadcast_to(train_3d.mean(axis=0), val_3d.shape)

@@ -8,40 +8,20 @@ are not opened to learn their size: it is known per camera, and one frame per se
 """
 import os
 import pickle
-import struct
 
-import cv2
 import numpy as np
 
 import h36m_toolbox as tb
 from mvn import geometry, h36m
+from mvn.datasets.human36m import read_frame_bgr
 
 JOINTS_17 = list(h36m.JOINTS_17_FROM_32)
-TRAIN_FILE = "h36m_train.pkl"
-VALIDATION_FILE = "h36m_validation.pkl"
 PICKLE_PROTOCOL = 4
 
 
 def image_size(path):
-    """(width, height) of an image, read from the JPEG header (no decoding); other formats: cv2."""
-    with open(path, "rb") as f:
-        data = f.read(1 << 16)
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 <= len(data):
-            if data[i] != 0xFF:
-                i += 1
-                continue
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-                i += 1 if marker == 0xFF else 2
-                continue
-            length = struct.unpack(">H", data[i + 2:i + 4])[0]
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # start of frame
-                height, width = struct.unpack(">HH", data[i + 5:i + 9])
-                return width, height
-            i += 2 + length
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    """(width, height) of the frame at `path`, decoded as training will read it."""
+    image = read_frame_bgr(path)
     if image is None:
         raise tb.ToolboxError("cannot read the image %s: delete its folder and run "
                               "video_to_images.py again" % path)
@@ -83,7 +63,7 @@ def label_sequence(job):
     # A frame is labelled only if its image exists (a short video: the frames it has).
     existing = set(os.listdir(sequence.image_dir(root)))
     frames = [i for i in range(nposes)
-              if "%s_%06d.jpg" % (sequence.image_dir_name, i + 1) in existing]
+              if h36m.frame_file_pattern(sequence.image_dir_name) % (i + 1) in existing]
     if len(frames) < nposes:
         messages.append("%s: %d of %d posed frames have an image (is the video shorter than the "
                         "poses?); labelling only those, as the reference does"
@@ -197,7 +177,8 @@ def generate_labels(root, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS, work
         for message in messages:
             tb.warn(message)
         (train if sequence.subject in h36m.TRAIN_SUBJECTS else validation).extend(records)
-    paths = os.path.join(root, TRAIN_FILE), os.path.join(root, VALIDATION_FILE)
+    paths = (os.path.join(root, h36m.LABEL_FILES["train"]),
+             os.path.join(root, h36m.LABEL_FILES["val"]))
     _write_pickle(paths[0], train)
     _write_pickle(paths[1], validation)
     print("wrote %d records to %s and %d to %s" % (len(train), paths[0], len(validation), paths[1]))

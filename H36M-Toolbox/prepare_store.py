@@ -18,7 +18,6 @@ import contextlib
 import glob
 import hashlib
 import os
-import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -28,16 +27,14 @@ import h5py
 import numpy as np
 
 import h36m_toolbox as tb
-from mvn import geometry
+from mvn import geometry, h36m
 from mvn.datasets import store
 from mvn.datasets.human36m import read_frame_bgr
 from mvn.datasets.labels import LabelError, load_label_columns
 
-LABEL_FILES = {"train": "h36m_train.pkl", "val": "h36m_validation.pkl"}
 DEFAULT_QUALITY = 95
 JPEG_CHUNK_BYTES = 1 << 20       # HDF5 chunk of the JPEG byte stream
 COPY_ROWS = 256                  # raw crops copied into the store this many at a time
-FOLDER_PATTERN = re.compile(r"^s_(\d+)_act_(\d+)_subact_(\d+)_ca_(\d+)$")
 
 
 @dataclass
@@ -58,6 +55,24 @@ class ChunkJob:
     part_path: str               # raw: the temporary .npy the worker fills
 
 
+@dataclass
+class StoreBuild:
+    """What to build: the parameters of one prepare_store run (main() fills it from the
+    command line; the functions below take it instead of the argparse namespace)."""
+    root: str                    # the toolbox root (videos under extracted/)
+    out: str                     # the store folder
+    format: str                  # "jpeg" or "raw"
+    quality: int                 # JPEG quality 1..100
+    chroma: str                  # JPEG chroma subsampling, "420" or "444"
+    source: str                  # "auto", "videos" or "images"
+    splits: list                 # e.g. ["train", "val"]
+    labels: dict                 # split -> label file path
+    images: str                  # the full-frame images folder
+    workers: int
+    max_chunks: int = None       # stop after this many chunks
+    overwrite: bool = False      # start the store over
+
+
 # ----------------------------------------------------------------------------------------------
 # Planning: label rows -> chunks
 
@@ -69,20 +84,13 @@ def sequence_runs(image_names):
     return [(folders[a].decode(), int(a), int(b)) for a, b in zip(starts, stops)]
 
 
-def frame_numbers(image_names):
-    """(N,) image names -> (N,) int64 1-based frame numbers (the `_NNNNNN.jpg` suffix)."""
-    stems = np.char.rpartition(image_names, b".")[:, 0]
-    return np.char.rpartition(stems, b"_")[:, 2].astype(np.int64)
-
-
 def video_of(root, folder):
     """The video an image folder was extracted from (1-based camera in the folder name)."""
-    match = FOLDER_PATTERN.match(folder)
-    if match is None:
+    parsed = h36m.parse_sequence_name(folder)
+    if parsed is None:
         raise tb.ToolboxError("label image folder %r is not s_SS_act_AA_subact_BB_ca_CC: these "
                               "labels do not name Human3.6M frames; use --source images" % folder)
-    subject, action, subaction, camera = map(int, match.groups())
-    return tb.Sequence(subject, action, subaction, camera - 1).video_path(root)
+    return tb.Sequence(*parsed).video_path(root)
 
 
 def file_info(path):
@@ -238,77 +246,73 @@ def resolve_source(source, images_root):
     return source
 
 
-def build_command(args, manifest):
+def build_command(build, manifest):
     """The command that resumes this store (what the dataset's error message tells to run)."""
-    parts = ["python", "H36M-Toolbox/prepare_store.py", "--root", args.root, "--out", args.out,
+    parts = ["python", "H36M-Toolbox/prepare_store.py", "--root", build.root, "--out", build.out,
              "--format", manifest["format"], "--source", manifest["source"]]
     if manifest["format"] == "jpeg":
         parts += ["--quality", str(manifest["jpeg_quality"]), "--chroma", manifest["jpeg_chroma"]]
     parts += ["--splits"] + sorted(manifest["splits"], reverse=True)  # train before val
     for split, entry in sorted(manifest["splits"].items()):
-        if entry["labels"]["path"] != os.path.abspath(os.path.join(args.root, LABEL_FILES[split])):
+        default_labels = os.path.abspath(os.path.join(build.root, h36m.LABEL_FILES[split]))
+        if entry["labels"]["path"] != default_labels:
             parts += ["--%s-labels" % split, entry["labels"]["path"]]
-    if manifest["source"] == "images" and args.images != os.path.join(args.root, "images"):
-        parts += ["--images", args.images]
+    if manifest["source"] == "images" and build.images != os.path.join(build.root, "images"):
+        parts += ["--images", build.images]
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def start_or_resume(args, source):
+def start_or_resume(build, source):
     """The manifest to build into: a new one, or the existing one after checking it fits."""
-    quality, chroma = (args.quality, args.chroma) if args.format == "jpeg" else (None, None)
-    if not os.path.exists(store.manifest_path(args.out)):
-        return {"version": store.STORE_VERSION, "format": args.format, "jpeg_quality": quality,
-                "jpeg_chroma": chroma, "source": source, "root": os.path.abspath(args.root),
-                "command": "", "splits": {}}
+    quality, chroma = (build.quality, build.chroma) if build.format == "jpeg" else (None, None)
+    if not os.path.exists(store.manifest_path(build.out)):
+        return store.new_manifest(build.format, quality, chroma, source, build.root)
     try:
-        manifest = store.read_manifest(args.out)
+        manifest = store.read_manifest(build.out)
     except store.StoreError as error:
         raise tb.ToolboxError("%s; or rerun with --overwrite" % error)
     started = (manifest["format"], manifest["jpeg_quality"], manifest["jpeg_chroma"],
                manifest["source"])
-    if started != (args.format, quality, chroma, source):
+    if started != (build.format, quality, chroma, source):
         raise tb.ToolboxError("the store at %s was started with --format %s --quality %s "
                               "--chroma %s --source %s: rerun with those options to continue "
-                              "it, or add --overwrite to start over" % ((args.out,) + started))
+                              "it, or add --overwrite to start over" % ((build.out,) + started))
     return manifest
 
 
-def plan_split(args, manifest, split, source):
+def plan_split(build, manifest, split, source):
     """Make sure the split has its file and manifest entry; returns its jobs still to do."""
-    labels_path = getattr(args, "%s_labels" % split)
+    labels_path = build.labels[split]
     try:
         columns = load_label_columns(labels_path)
     except LabelError as error:
         raise tb.ToolboxError(str(error))
     info = file_info(labels_path)
-    path = os.path.join(args.out, store.SPLIT_FILES[split])
+    path = os.path.join(build.out, store.SPLIT_FILES[split])
     entry = manifest["splits"].get(split)
     if entry is not None and entry["labels"]["sha256"] != info["sha256"]:
         raise tb.ToolboxError("%s changed since the store's '%s' split was started (sha256 "
                               "differs): add --overwrite to rebuild the store from it"
                               % (labels_path, split))
     if entry is None or not os.path.isfile(path):
-        create_split_file(path, columns, args.format)
-        entry = {"file": store.SPLIT_FILES[split], "labels": info, "rows": len(columns),
-                 "bytes": 0, "complete": False,
-                 "chunks": [{"name": name, "start": a, "stop": b, "done": False}
-                            for name, a, b in sequence_runs(columns.image)]}
+        create_split_file(path, columns, build.format)
+        entry = store.new_split_entry(split, info, len(columns), sequence_runs(columns.image))
         manifest["splits"][split] = entry
-    frames = frame_numbers(columns.image)
+    frames = h36m.frame_numbers(columns.image)
     jobs = []
     for index, chunk in enumerate(entry["chunks"]):
         if chunk["done"]:
             continue
         rows = slice(chunk["start"], chunk["stop"])
-        where = video_of(args.root, chunk["name"]) if source == "videos" else args.images
+        where = video_of(build.root, chunk["name"]) if source == "videos" else build.images
         if source == "videos" and not os.path.isfile(where):
             raise tb.ToolboxError("%s: video %s not found (chunk %s of the '%s' split); extract "
                                   "it (see H36M-Toolbox/README.md) or use --source images"
                                   % (chunk["name"], where, chunk["name"], split))
-        part = os.path.join(args.out, ".part-%s-%06d.npy" % (split, index))
+        part = os.path.join(build.out, ".part-%s-%06d.npy" % (split, index))
         jobs.append(ChunkJob(split, index, chunk["name"], source, where, columns.image[rows],
                              frames[rows], columns.center[rows], columns.scale[rows],
-                             args.format, args.quality, args.chroma, part))
+                             build.format, build.quality, build.chroma, part))
     return jobs
 
 
@@ -318,43 +322,43 @@ def remove_store(out):
             os.remove(os.path.join(out, name))
 
 
-def prepare_store(args):
+def prepare_store(build):
     """Build (or continue) the store; returns the manifest."""
-    source = resolve_source(args.source, args.images)
-    if args.overwrite:
-        remove_store(args.out)
-    os.makedirs(args.out, exist_ok=True)
-    for stale in glob.glob(os.path.join(glob.escape(args.out), ".part-*.npy")) + glob.glob(
-            os.path.join(glob.escape(args.out), "*.tmp")):
+    source = resolve_source(build.source, build.images)
+    if build.overwrite:
+        remove_store(build.out)
+    os.makedirs(build.out, exist_ok=True)
+    for stale in glob.glob(os.path.join(glob.escape(build.out), ".part-*.npy")) + glob.glob(
+            os.path.join(glob.escape(build.out), "*.tmp")):
         os.remove(stale)                                   # left by a killed build
-    manifest = start_or_resume(args, source)
+    manifest = start_or_resume(build, source)
     jobs = []
-    for split in args.splits:
-        jobs += plan_split(args, manifest, split, source)
-    manifest["command"] = build_command(args, manifest)
-    store.write_manifest(args.out, manifest)
-    if args.max_chunks is not None:
-        jobs = jobs[:args.max_chunks]
+    for split in build.splits:
+        jobs += plan_split(build, manifest, split, source)
+    manifest["command"] = build_command(build, manifest)
+    store.write_manifest(build.out, manifest)
+    if build.max_chunks is not None:
+        jobs = jobs[:build.max_chunks]
     start = time.time()
     with contextlib.ExitStack() as files:
         opened = {}
         for job in jobs:
             if job.split not in opened:
                 opened[job.split] = files.enter_context(open_split_file(
-                    os.path.join(args.out, store.SPLIT_FILES[job.split])))
+                    os.path.join(build.out, store.SPLIT_FILES[job.split])))
         for split, f in opened.items():
-            if args.format == "jpeg":                        # drop a tail a kill left behind
+            if build.format == "jpeg":                        # drop a tail a kill left behind
                 f["frames"].resize((manifest["splits"][split]["bytes"],))
-        description = "cropping frames (%s, %s)" % (source, args.format)
-        for split, index, payload in tb.parallel_map(build_chunk, jobs, args.workers, description):
+        description = "cropping frames (%s, %s)" % (source, build.format)
+        for split, index, payload in tb.parallel_map(build_chunk, jobs, build.workers, description):
             entry = manifest["splits"][split]
             chunk = entry["chunks"][index]
-            write_chunk(opened[split], entry, chunk, payload, args.format)
+            write_chunk(opened[split], entry, chunk, payload, build.format)
             opened[split].flush()                            # the data first, then the record
             chunk["done"] = True
             entry["complete"] = not store.unfinished_chunks(entry)
-            store.write_manifest(args.out, manifest)
-    report(args.out, manifest, sum(len(j.frames) for j in jobs), time.time() - start)
+            store.write_manifest(build.out, manifest)
+    report(build.out, manifest, sum(len(j.frames) for j in jobs), time.time() - start)
     return manifest
 
 
@@ -397,12 +401,12 @@ def main(argv=None):
                         help="JPEG chroma subsampling (444: ~15%% larger, smaller colour error)")
     parser.add_argument("--source", choices=("auto", "videos", "images"), default="auto",
                         help="decode the videos, or read images/ (auto: images/ if it exists)")
-    parser.add_argument("--splits", nargs="+", choices=tuple(LABEL_FILES),
-                        default=list(LABEL_FILES), help="splits to build")
+    parser.add_argument("--splits", nargs="+", choices=tuple(h36m.LABEL_FILES),
+                        default=list(h36m.LABEL_FILES), help="splits to build")
     parser.add_argument("--train-labels", help="train label file; None: ROOT/%s"
-                        % LABEL_FILES["train"])
+                        % h36m.LABEL_FILES["train"])
     parser.add_argument("--val-labels", help="validation label file; None: ROOT/%s"
-                        % LABEL_FILES["val"])
+                        % h36m.LABEL_FILES["val"])
     parser.add_argument("--images", help="full-frame images folder; None: ROOT/images")
     parser.add_argument("--max-chunks", type=int,
                         help="stop after this many chunks (build a big store in several runs)")
@@ -414,10 +418,13 @@ def main(argv=None):
         return verify(args.out)
     if not 1 <= args.quality <= 100:
         raise tb.ToolboxError("--quality must be 1..100, got %d" % args.quality)
-    args.train_labels = args.train_labels or os.path.join(args.root, LABEL_FILES["train"])
-    args.val_labels = args.val_labels or os.path.join(args.root, LABEL_FILES["val"])
-    args.images = args.images or os.path.join(args.root, "images")
-    prepare_store(args)
+    labels = {"train": args.train_labels or os.path.join(args.root, h36m.LABEL_FILES["train"]),
+              "val": args.val_labels or os.path.join(args.root, h36m.LABEL_FILES["val"])}
+    prepare_store(StoreBuild(
+        root=args.root, out=args.out, format=args.format, quality=args.quality,
+        chroma=args.chroma, source=args.source, splits=list(args.splits), labels=labels,
+        images=args.images or os.path.join(args.root, "images"), workers=args.workers,
+        max_chunks=args.max_chunks, overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -40,19 +40,6 @@ def subject_appearance(rng):
 
 # --- background --------------------------------------------------------------------------------
 
-def undistort_normalized(uv_px, f_px, c_px, k, p):
-    """(..., 2) pixels -> (..., 2) undistorted x/z, y/z: inverts `geometry.project_to_2d`."""
-    distorted = (np.asarray(uv_px, dtype=np.float64) - np.reshape(c_px, 2)) / np.reshape(f_px, 2)
-    p_v = np.reshape(p, 2)[::-1]
-    xy = distorted.copy()
-    for _ in range(8):                           # fixed point; converges fast for |k| < 0.3
-        r2 = np.sum(xy ** 2, axis=-1, keepdims=True)
-        radial = 1 + k[0] * r2 + k[1] * r2 ** 2 + k[2] * r2 ** 3
-        tan = np.sum(p_v * xy, axis=-1, keepdims=True)
-        xy = (distorted - p_v * r2) / (radial + tan)
-    return xy
-
-
 def _value_noise(rng, height, width, cells, amplitude):
     """Smooth noise (height, width): a coarse random grid resized with bicubic interpolation."""
     grid = rng.standard_normal((cells, cells)).astype(np.float32)
@@ -70,7 +57,7 @@ def render_background(camera, width, height, rng):
     R = np.asarray(camera["R"], dtype=np.float64)
     centre = np.asarray(camera["T"], dtype=np.float64).reshape(3)
     v, u = np.mgrid[0:height, 0:width].astype(np.float64) * 2 + 0.5
-    xy = undistort_normalized(np.stack([u, v], -1), camera["f"], camera["c"], camera["k"],
+    xy = geometry.undistort_normalized(np.stack([u, v], -1), camera["f"], camera["c"], camera["k"],
                               camera["p"])                            # (H/2, W/2, 2)
     rays = np.concatenate([xy, np.ones((height, width, 1))], -1) @ R  # world directions
     dx, dy, dz = rays[..., 0], rays[..., 1], rays[..., 2]

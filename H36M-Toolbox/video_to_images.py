@@ -73,7 +73,7 @@ def extract_sequence(job):
     os.makedirs(folder, exist_ok=True)
     for stale in glob.glob(os.path.join(glob.escape(folder), "*.jpg")):  # a crashed earlier run
         os.remove(stale)
-    pattern = os.path.join(folder, sequence.image_dir_name + "_%06d.jpg")
+    pattern = os.path.join(folder, h36m.frame_file_pattern(sequence.image_dir_name))
     if backend == "ffmpeg":
         _extract_ffmpeg(sequence.video_path(root), pattern)
     else:

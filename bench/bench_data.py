@@ -16,6 +16,7 @@ The last line is `store/reference samples/s ratio: X` (first store, 1 worker).
 import argparse
 import multiprocessing
 import os
+import sys
 import pickle
 import tempfile
 import time
@@ -25,11 +26,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from mvn import h36m
 from mvn.datasets import Human36MDataset, Human36MStoreDataset
 from mvn.datasets import store as store_module
 from mvn.datasets.labels import LabelColumns
+from mvn.errors import run_main
 
-LABEL_FILES = {"train": "h36m_train.pkl", "val": "h36m_validation.pkl"}
 MB = 1 << 20
 
 
@@ -215,7 +217,7 @@ def main(argv=None):
 def run(args):
 
     reference = Human36MDataset(os.path.join(args.root, "images"),
-                                os.path.join(args.root, LABEL_FILES[args.split]))
+                                os.path.join(args.root, h36m.LABEL_FILES[args.split]))
     datasets = [("reference (pkl + JPEG + warp)", reference)]
     for path in args.stores:
         dataset = Human36MStoreDataset(path, args.split)
@@ -274,4 +276,4 @@ def run(args):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "bench_data.py"))

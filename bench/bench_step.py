@@ -23,6 +23,7 @@ import torch
 from mvn import engine
 from mvn.config import load_config
 from mvn.distributed import single_process
+from mvn.errors import run_main
 from mvn.models import build_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,4 +170,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "bench_step.py"))

@@ -9,15 +9,17 @@ The picture in the README came from the quick start's checkpoint:
                dataset.val_labels_path=data/synthetic_h36m/h36m_validation.pkl
 """
 import argparse
+import sys
 
 import cv2
 import torch
 from torch.utils.data import default_collate
 
 from mvn import vis
-from mvn.batch import flip_test, prepare_batch
+from mvn.batch import predict_pose, prepare_batch
 from mvn.config import load_config
 from mvn.datasets import build_dataset
+from mvn.errors import run_main
 from mvn.h36m import ACTION_NAMES
 from mvn.metrics import mpjpe
 from mvn.models import build_model
@@ -42,7 +44,7 @@ def main():
     images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
         batch, config.model.backbone.type, torch.device("cpu"))
     with torch.no_grad():
-        prediction = flip_test(model, images, keypoints_2d, keypoints_2d_crop)[0, 0]  # (17, 3)
+        prediction = predict_pose(model, images, keypoints_2d, keypoints_2d_crop)[0]  # (17, 3)
     error_mm = float(mpjpe(prediction, target[0, 0])) * 1000
     labels = dataset.labels
     title = args.title or "%s, S%d, frame %d: MPJPE %.0f mm" % (
@@ -55,4 +57,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "make_pose_example.py"))

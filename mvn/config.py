@@ -13,7 +13,7 @@ import os
 
 import yaml
 
-from mvn import released_config
+from mvn import h36m, released_config
 from mvn.errors import CAPFError
 
 logger = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ DEFAULTS = {
     "dataset": {
         "format": "pkl",         # "pkl" (published label files + images) or "store"
         "root": "H36M-Toolbox/images",
-        "train_labels_path": "H36M-Toolbox/h36m_train.pkl",
-        "val_labels_path": "H36M-Toolbox/h36m_validation.pkl",
+        "train_labels_path": "H36M-Toolbox/" + h36m.LABEL_FILES["train"],
+        "val_labels_path": "H36M-Toolbox/" + h36m.LABEL_FILES["val"],
         "store_path": "data/h36m_store",
         "num_workers": 4,
         # Use every n-th labelled frame (1 = all; the published protocol evaluates on all).

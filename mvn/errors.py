@@ -12,3 +12,14 @@ class CAPFError(Exception):
 
 class DeviceError(CAPFError):
     """A device that was asked for is not there (e.g. --device cuda without a visible GPU)."""
+
+
+def run_main(main, program):
+    """`main()` of a command-line program: a CAPFError ends it with one line (no traceback) and
+    exit status 2; otherwise its return value (None -> 0) is the status."""
+    import sys
+    try:
+        return main() or 0
+    except CAPFError as error:
+        print("%s: error: %s" % (program, error), file=sys.stderr)
+        return 2

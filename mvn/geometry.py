@@ -59,6 +59,21 @@ def project_to_2d(points_cam_mm, f_px, c_px, k, p):
     return f_px * xy_distorted + c_px
 
 
+def undistort_normalized(uv_px, f_px, c_px, k, p, iterations=8):
+    """(..., 2) pixels -> (..., 2) undistorted x/z, y/z: inverts `project_to_2d` (within its
+    [-1, 1] clamp) by fixed-point iteration, which converges fast for |k| < 0.3."""
+    distorted = (np.asarray(uv_px, dtype=np.float64) - np.reshape(c_px, 2)) / np.reshape(f_px, 2)
+    k = np.asarray(k, dtype=np.float64).reshape(3)
+    p_v = np.asarray(p, dtype=np.float64).reshape(2)[::-1]   # VideoPose3D order (p2, p1)
+    xy = distorted.copy()
+    for _ in range(iterations):
+        r2 = np.sum(xy ** 2, axis=-1, keepdims=True)
+        radial = 1 + k[0] * r2 + k[1] * r2 ** 2 + k[2] * r2 ** 3
+        tan = np.sum(p_v * xy, axis=-1, keepdims=True)
+        xy = (distorted - p_v * r2) / (radial + tan)
+    return xy
+
+
 def box_from_root(root_cam_mm, f_px, c_px):
     """(..., 3) root joint (camera mm) -> (..., 4) box [x1, y1, x2, y2] in pixels.
 

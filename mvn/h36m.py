@@ -5,6 +5,9 @@ table); everything else in the project reads them from here.
 """
 import json
 import os
+import re
+
+import numpy as np
 
 FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "h36m_facts.json")
 
@@ -13,6 +16,9 @@ with open(FACTS_PATH) as _f:
 
 # The 17 joints of mvn.skeleton, taken from the release's 32 (its pose files' joint order).
 JOINTS_17_FROM_32 = tuple(FACTS["joints_17_from_32"])
+
+# The label files toolbox writes and training reads (file names, in the toolbox root by default).
+LABEL_FILES = {"train": "h36m_train.pkl", "val": "h36m_validation.pkl"}
 
 # Action ids 2..16 (id 1, "_ALL", is not used).
 ACTION_NAMES = {int(k): v for k, v in FACTS["action_names"].items() if int(k) >= 2}
@@ -45,15 +51,41 @@ def trial_name(action, subaction):
     return "%s-%d" % (ACTION_NAMES[action], subaction)
 
 
+SEQUENCE_NAME_PATTERN = re.compile(r"^s_(\d+)_act_(\d+)_subact_(\d+)_ca_(\d+)$")
+
+
 def image_sequence_name(subject, action, subaction, camera_index):
     """Folder of a sequence's extracted frames, e.g. (9, 2, 1, 0) -> 's_09_act_02_subact_01_ca_01'."""
     return "s_%02d_act_%02d_subact_%02d_ca_%02d" % (subject, action, subaction, camera_index + 1)
 
 
+def frame_file_pattern(folder):
+    """printf pattern of a sequence's frame files, e.g. 's_09_act_02_subact_01_ca_01_%06d.jpg'
+    (1-based frame numbers, as ffmpeg writes them)."""
+    return folder + "_%06d.jpg"
+
+
 def image_name(subject, action, subaction, camera_index, frame):
     """Frame path relative to the images root (`frame` 1-based), as in the label records' `image`."""
     folder = image_sequence_name(subject, action, subaction, camera_index)
-    return "%s/%s_%06d.jpg" % (folder, folder, frame)
+    return "%s/%s" % (folder, frame_file_pattern(folder) % frame)
+
+
+def frame_numbers(image_names):
+    """The inverse of `image_name` for the frame: (N,) names (bytes) -> (N,) int64 1-based
+    frame numbers (the `_NNNNNN.jpg` suffix)."""
+    stems = np.char.rpartition(np.asarray(image_names), b".")[:, 0]
+    return np.char.rpartition(stems, b"_")[:, 2].astype(np.int64)
+
+
+def parse_sequence_name(folder):
+    """'s_09_act_02_subact_01_ca_01' -> (subject, action, subaction, camera_index 0..3), the
+    inverse of `image_sequence_name`; None for a name of another form."""
+    match = SEQUENCE_NAME_PATTERN.match(folder)
+    if match is None:
+        return None
+    subject, action, subaction, camera = map(int, match.groups())
+    return subject, action, subaction, camera - 1
 
 
 def detection_names(subject, action, subaction):

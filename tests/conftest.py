@@ -1,6 +1,7 @@
 """Shared test helpers: the reference vectors in tests/reference/ and a small synthetic
 Human3.6M."""
 import os
+import socket
 
 import pytest
 import torch
@@ -25,6 +26,13 @@ def load_reference(name):
 
 
 fill_state_dict = fill_reference_weights  # the reference's fill procedure
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a test's process group)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_toolbox(script, *args):

@@ -2,6 +2,7 @@
 the tiny reference vectors, and both bench scripts end to end on small inputs. (train.compile
 takes ~2 minutes to compile even the tiny model on a CPU: bench_step.py checks it.)"""
 import os
+import re
 import sys
 
 import pytest
@@ -91,7 +92,16 @@ def test_bench_data_prints_the_ratio_last(synthetic_h36m, tmp_path, capsys):
                      "--tmp", str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("store/reference samples/s ratio: ")
-    assert float(lines[-1].split(": ")[1]) > 0
+    ratio = float(lines[-1].split(": ")[1])
+    # the table's rows: name, ms/sample, samples/s (1 worker), samples/s (N), KB/sample, ratios
+    number = r"\s+(\d+(?:\.\d+)?)"
+    rows = [re.fullmatch(r"(.+?)" + number * 6, line) for line in lines]
+    rows = [row for row in rows if row is not None]
+    reference, first_store = rows[0], rows[1]
+    assert float(reference.group(6)) == 1.0                    # the reference against itself
+    assert ratio == pytest.approx(float(first_store.group(3)) / float(reference.group(3)),
+                                  abs=0.06)                     # both printed rounded
+    assert ratio == pytest.approx(float(first_store.group(6)), abs=0.051)
     assert any(line.startswith("store: label columns (HDF5)") for line in lines)
 
 

@@ -13,7 +13,6 @@ from mvn.distributed import single_process
 from mvn.models import build_model
 
 EXPERIMENTS = os.path.join(REPO_ROOT, "experiments")
-RELEASED_CONFIGS = os.path.join(REPO_ROOT, "tests", "data", "released_configs")
 
 # What the released code trains, derived from its train.py (not read back from our configs):
 # AdamW, weight decay 0.1, over volume_net only; the 2023 code's two groups collapse into one at
@@ -92,47 +91,6 @@ def test_backbone_cpn_trains_at_batch_256_unless_set_on_the_command_line():
     assert train_cli.config_from_args(args).train.batch_size == 128
     args = train_cli.parse_args(["--config", config_path, "--backbone", "hrnet_48"])
     assert train_cli.config_from_args(args).train.batch_size == 512
-
-
-RECIPE_KEYS = ["model.backbone.type", "model.backbone.pretrained", "model.backbone.frozen",
-               "model.embed_dim_ratio", "model.depth", "model.levels", "model.drop_path_rate",
-               "train.batch_size", "train.volume_net_lr", "train.sampling_offsets_lr_factor",
-               "train.weight_decay", "train.lr_decay", "train.flip_augmentation", "train.tf32",
-               "loss.grad_clip", "val.batch_size", "val.flip_test"]
-
-
-def value(config, key):
-    for part in key.split("."):
-        config = config[part]
-    return config
-
-
-@pytest.mark.parametrize("name, revision", [("human36m_vol_softmax_single.yaml", "2023"),
-                                            ("human36m.yaml", "2024")])
-def test_released_config_files_load_unchanged_and_give_the_published_recipe(name, revision):
-    warnings = []
-    released = load_config(os.path.join(RELEASED_CONFIGS, name), warn=warnings.append)
-    ours = load_config(os.path.join(EXPERIMENTS, "human36m/hrnet_32.yaml"))
-    for key in RECIPE_KEYS:
-        assert value(released, key) == pytest.approx(value(ours, key), rel=1e-12), key
-    assert released.train.n_epochs == 9999  # as released: no fixed end
-    assert len(warnings) == 1 and "released %s config" % revision in warnings[0]
-    for ignored in ("azureroot", "train.backbone_lr", "val.retain_every_n_frames_in_test",
-                    "loss.use_volumetric_ce_loss", "train.with_damaged_actions"):
-        assert ignored in warnings[0]
-    for mapped in ("train.volume_net_lr,", "train.batch_size,", "val.flip_test,"):
-        assert mapped not in warnings[0]
-    _, optimizer = optimizer_of(released)
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.00064], rel=1e-12)
-
-
-def test_released_config_with_an_unsupported_value_is_a_config_error(tmp_path):
-    from mvn.config import ConfigError
-    path = tmp_path / "released.yaml"
-    with open(os.path.join(RELEASED_CONFIGS, "human36m.yaml")) as f:
-        path.write_text(f.read().replace('criterion: "MPJPE"', 'criterion: "MAE"'))
-    with pytest.raises(ConfigError, match="'loss.criterion' is 'MAE'"):
-        load_config(str(path), warn=lambda message: None)
 
 
 def test_best_epoch_is_chosen_on_p1_rounded_to_a_tenth_with_strict_less():

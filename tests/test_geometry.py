@@ -133,3 +133,13 @@ def test_normalize_screen_coordinates_and_inverse():
     ours = geometry.normalize_screen_coordinates(detections, 1000, 1002)
     assert ours.dtype == np.float64
     assert np.array_equal(ours, detections / 1000 * 2 - [1, 1002 / 1000])
+
+
+def test_undistortion_inverts_the_distortion():
+    rng = np.random.default_rng(3)
+    points = _random_camera_points(rng, 40)
+    for subject in (1, 9):
+        cam = h36m.camera(subject, 2)
+        pixels = geometry.project_to_2d(points, cam["f"], cam["c"], cam["k"], cam["p"])
+        xy = geometry.undistort_normalized(pixels, cam["f"], cam["c"], cam["k"], cam["p"])
+        np.testing.assert_allclose(xy, points[:, :2] / points[:, 2:], atol=1e-6)  # ~1e-3 px

@@ -1,6 +1,5 @@
 """CA_PF: reference outputs, flip test, full-model layouts, frozen backbone."""
 import json
-import math
 
 import pytest
 import torch
@@ -138,5 +137,4 @@ def test_sampling_offsets_initialisation():
 def test_drop_path_rates_follow_linspace():
     model = build_model(load_config(None, TINY))
     rates = [b.drop_path.drop_prob for b in model.volume_net.res_blocks]
-    assert rates == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2])
-    assert not math.isnan(rates[0])
+    assert rates == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2], abs=1e-7)  # float32 linspace

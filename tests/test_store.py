@@ -36,6 +36,11 @@ JPEG_BOUND = {"mean": 1.3, "max": 64}
 VIDEO_BOUND = {"mean": 0.8, "max": 40}
 
 
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def build_store(root, out, *extra):
     return run_toolbox("prepare_store.py", "--root", root, "--out", out, *extra)
 
@@ -108,7 +113,7 @@ def test_jpeg_store_within_measured_bound(stores, pkl_samples):
                             for split in SPLITS])
     assert 0 < difference.mean() < JPEG_BOUND["mean"]
     assert difference.max() <= JPEG_BOUND["max"]
-    manifest = json.load(open(os.path.join(stores["jpeg"], "manifest.json")))
+    manifest = read_json(os.path.join(stores["jpeg"], "manifest.json"))
     assert (manifest["format"], manifest["jpeg_quality"], manifest["jpeg_chroma"]) == \
         ("jpeg", 95, "420")
 
@@ -156,7 +161,7 @@ def test_interrupted_store_is_detected_and_a_rerun_completes_it(synthetic_h36m, 
     result = build_store(synthetic_h36m, out, "--format", "raw", "--source", "images",
                          "--workers", "1", "--max-chunks", "5")
     assert "incomplete" in result.stdout
-    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    manifest = read_json(os.path.join(out, "manifest.json"))
     assert [sum(c["done"] for c in e["chunks"]) for e in manifest["splits"].values()] == [5, 0]
     for split in SPLITS:
         with pytest.raises(StoreError) as error:
@@ -219,7 +224,7 @@ def test_store_dataset_in_dataloader_workers(stores):
 def test_missing_store_and_missing_split_errors(stores, tmp_path):
     with pytest.raises(StoreError, match="no frame store at .*prepare_store.py"):
         Human36MStoreDataset(str(tmp_path / "nothing"), "train")
-    manifest = json.load(open(os.path.join(stores["raw"], "manifest.json")))
+    manifest = read_json(os.path.join(stores["raw"], "manifest.json"))
     del manifest["splits"]["val"]
     os.makedirs(tmp_path / "partial")
     with open(tmp_path / "partial" / "manifest.json", "w") as f:

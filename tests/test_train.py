@@ -4,7 +4,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port
 import train as train_cli
 from mvn import engine
 from mvn.checkpoint import model_state_with_module_prefix
@@ -20,6 +19,11 @@ from mvn.distributed import single_process
 from mvn.config import load_config
 
 CONFIG = os.path.join(REPO_ROOT, "experiments", "synthetic", "tiny.yaml")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def options(root, **extra):
@@ -37,12 +41,6 @@ def options(root, **extra):
     }
     values.update(extra)
     return ["%s=%s" % item for item in values.items()]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_train(args, nproc=1):
@@ -70,6 +68,8 @@ def trained(synthetic_h36m, tmp_path_factory):
     result = run_train(["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
                         "--opts"] + options(synthetic_h36m), nproc=2)
     assert result.returncode == 0, result.stderr[-4000:]
+    # a warning every process would give is printed once, by rank 0
+    assert result.stderr.count("backbone keeps its random initialisation") == 1
     return synthetic_h36m, only_folder(logdir)
 
 
@@ -87,7 +87,7 @@ def test_two_process_training_writes_experiment_folder(trained):
     assert [g["lr"] for g in groups] == [0.002]  # one group, as the released code trains
     last = torch.load(os.path.join(folder, "checkpoints/last.bin"), weights_only=True)
     assert last["epoch"] == 1 and len(last["history"]) == 1
-    table = json.load(open(os.path.join(folder, "best_evaluation.json")))
+    table = read_json(os.path.join(folder, "best_evaluation.json"))
     assert set(table["actions"]) == {"Directions", "Discussion"}
     assert table["average"]["frames"] == 11
 
@@ -98,6 +98,7 @@ def evaluate_cli(root, checkpoint, logdir, nproc):
     assert result.returncode == 0, result.stderr[-4000:]
     folder = only_folder(logdir)
     assert os.path.isfile(os.path.join(folder, "best_worst_frames.png"))
+    assert not os.path.exists(os.path.join(folder, "checkpoints"))  # --eval writes none
     with open(os.path.join(folder, "evaluation.json")) as f:
         return json.load(f), result
 

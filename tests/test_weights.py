@@ -7,7 +7,6 @@ import torch
 from conftest import load_reference
 from mvn.config import load_config
 from mvn.models import build_model
-from mvn.checkpoint import find_checkpoint
 from mvn.models.weights import (WeightsError, load_backbone_weights,
                                 load_model_weights)
 
@@ -34,16 +33,6 @@ def test_best_epoch_with_module_prefix_loads_and_predicts(tmp_path, tiny_referen
         output = model(tiny_reference["images"], tiny_reference["keypoints_2d"],
                        tiny_reference["keypoints_2d_crop"])
     torch.testing.assert_close(output, tiny_reference["output"], rtol=1e-5, atol=1e-5)
-
-
-def test_reference_named_checkpoint_is_found(tmp_path):
-    (tmp_path / "best_epoch_hrnet_32.bin").write_bytes(b"x")
-    found = find_checkpoint(str(tmp_path / "best_epoch.bin"), "hrnet_32")
-    assert found == str(tmp_path / "best_epoch_hrnet_32.bin")
-    with pytest.raises(WeightsError, match="best_epoch_cpn.bin"):
-        find_checkpoint(str(tmp_path / "best_epoch.bin"), "cpn")
-    with pytest.raises(WeightsError, match="not found"):
-        find_checkpoint(str(tmp_path / "other.bin"), "cpn")
 
 
 def test_truncated_file_is_one_clear_error(tmp_path, tiny_reference):

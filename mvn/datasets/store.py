@@ -8,8 +8,22 @@ gives the same samples as `Human36MDataset` (identical tensors for raw crops mad
 images; JPEG crops differ by a measured, tested amount).
 
 A store folder:
-  manifest.json       format, JPEG quality, source, the label files it came from (size, sha256),
-                      per split the rows and the chunks (one per sequence), each marked done
+  manifest.json       the manifest (`new_manifest`, `new_split_entry` below), JSON:
+                        version        STORE_VERSION
+                        format         "jpeg" or "raw"
+                        jpeg_quality   1..100 (jpeg) or null
+                        jpeg_chroma    "420" / "444" (jpeg) or null
+                        source         "videos" or "images": where the crops were cut from
+                        root           the toolbox root it was built from (absolute)
+                        command        the command that builds / resumes this store
+                        splits         {split: entry}; an entry:
+                          file         "train.h5" / "val.h5"
+                          labels       {path, size, sha256} of the label file it came from
+                          rows         number of samples
+                          bytes        jpeg: bytes of `frames` written so far
+                          complete     every chunk done
+                          chunks       [{name, start, stop, done}]: one per sequence folder,
+                                       rows [start, stop), marked done once written
   train.h5, val.h5    one per split:
     labels/<field>    one dataset per LabelColumns field, rows in label-file order
     frames            raw:  (N, 256, 192, 3) uint8 BGR crops, contiguous
@@ -65,6 +79,22 @@ def read_manifest(store_path):
                          "`%s ... --overwrite`" % (path, manifest.get("version"), STORE_VERSION,
                                                   BUILD_COMMAND))
     return manifest
+
+
+def new_manifest(format, jpeg_quality, jpeg_chroma, source, root):
+    """A manifest with no split yet (schema: the module docstring)."""
+    return {"version": STORE_VERSION, "format": format, "jpeg_quality": jpeg_quality,
+            "jpeg_chroma": jpeg_chroma, "source": source, "root": os.path.abspath(root),
+            "command": "", "splits": {}}
+
+
+def new_split_entry(split, labels_info, rows, sequence_runs):
+    """A split's manifest entry, nothing written yet: `labels_info` {path, size, sha256},
+    `sequence_runs` [(folder, start, stop)] of its rows."""
+    return {"file": SPLIT_FILES[split], "labels": labels_info, "rows": rows, "bytes": 0,
+            "complete": False,
+            "chunks": [{"name": name, "start": start, "stop": stop, "done": False}
+                       for name, start, stop in sequence_runs]}
 
 
 def write_manifest(store_path, manifest):
