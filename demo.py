@@ -27,9 +27,10 @@ from mvn.config import load_config
 from mvn.errors import CAPFError, DeviceError
 from mvn.geometry import affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
-from mvn.skeleton import JOINT_NAMES
+from mvn.images import ImageError, read_frame_bgr
 from mvn.models import PRETRAINED_FILES, build_model, default_pretrained_path
 from mvn.models.weights import load_model_weights
+from mvn.skeleton import JOINT_NAMES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DISPLAY_HEIGHT = 512  # output pictures: the frame scaled to this height, 3D views beside it
@@ -65,6 +66,8 @@ def parse_args(argv=None):
     parser.add_argument("--box-padding", type=float, default=1.25,
                         help="box enlargement before cropping (HRNet's 1.25)")
     parser.add_argument("--no-flip-test", action="store_true", help="one forward pass, no mirror")
+    parser.add_argument("--stop-on-bad-frame", action="store_true",
+                        help="stop at a missing or damaged image (default: skip it, warn)")
     return parser.parse_args(argv)
 
 
@@ -87,11 +90,11 @@ def list_frames(args):
             raise DemoError("no images (%s) in %s" % (", ".join(IMAGE_EXTENSIONS), args.images))
 
     def read():
-        for path in paths:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None:
-                raise DemoError("cannot read image %s" % path)
-            yield os.path.basename(path), image
+        for path in paths:  # a damaged file comes as its ImageError (chunks() decides)
+            try:
+                yield os.path.basename(path), read_frame_bgr(path, cv2.IMREAD_COLOR)
+            except ImageError as error:
+                yield os.path.basename(path), error
     return [os.path.basename(p) for p in paths], len(paths), None, read()
 
 
@@ -330,17 +333,27 @@ def write_poses(out, records, with_scores):
             [r["keypoints_2d_score"] for r in records]).reshape(n, 17)
     np.savez(os.path.join(out, "poses.npz"), **arrays)
     document = {"joint_names": list(JOINT_NAMES),
-                "keypoints_3d": "root-relative camera frame (x right, y down, z forward), metres"}
+                "keypoints_3d": "camera frame (x right, y down, z forward), metres, relative to "
+                                "the pelvis as predicted (mvn.batch.predict_pose)"}
     document.update({k: v.tolist() for k, v in arrays.items()})
     with open(os.path.join(out, "poses.json"), "w") as f:
         json.dump(document, f)
 
 
-def chunks(frames, boxes, keypoints, padding, batch_size):
+def chunks(frames, boxes, keypoints, padding, batch_size, skipped, stop_on_bad_frame=False):
     """Frames with their persons (crops made), grouped so that each group holds at least
-    `batch_size` persons (the last group: the rest)."""
+    `batch_size` persons (the last group: the rest). A frame that could not be read (an
+    ImageError in place of the image) is skipped with a warning and its name appended to
+    `skipped`, or, with `stop_on_bad_frame`, ends the run."""
     group, persons = [], 0
     for index, (name, image) in enumerate(frames):
+        if isinstance(image, ImageError):
+            if stop_on_bad_frame:
+                raise image
+            tqdm.write("demo.py: warning: skipping frame '%s': %s" % (name, image),
+                       file=sys.stderr)
+            skipped.append(name)
+            continue
         height, width = image.shape[:2]
         if keypoints is not None:
             joints_px = keypoints.get(index, name)
@@ -384,11 +397,12 @@ def run(args):
     model, detector = load_models(config, args, coco_weights, device)
     os.makedirs(args.out, exist_ok=True)
 
-    records = []
+    records, skipped = [], []
     pictures = PictureWriter(args.out, args.video, fps)
     bar = tqdm(total=count or None, desc="frames", unit="frame", dynamic_ncols=True)
     try:
-        for group in chunks(frames, boxes, keypoints, args.box_padding, args.batch_size):
+        for group in chunks(frames, boxes, keypoints, args.box_padding, args.batch_size,
+                            skipped, args.stop_on_bad_frame):
             persons = [p for _, _, people in group for p in people]
             if persons:
                 estimate(model, detector, persons, config, device, not args.no_flip_test)
@@ -398,11 +412,15 @@ def run(args):
                     del person["crop"], person["affine"], person["keypoints_px"]
                 records.extend(people)
                 bar.update(1)
-    finally:
+    finally:  # whatever ends the run, the poses of every finished frame are written
         bar.close()
         pictures.close()
-    write_poses(args.out, records, with_scores=detector is not None)
-    print("%d person(s) in %d frame(s) -> %s" % (len(records), bar.n, args.out))
+        write_poses(args.out, records, with_scores=detector is not None)
+    print("%d person(s) in %d frame(s) -> %s%s" % (
+        len(records), bar.n, args.out,
+        "; %d unreadable frame(s) skipped: %s" % (len(skipped), ", ".join(skipped[:5])
+                                                   + (", ..." if len(skipped) > 5 else ""))
+        if skipped else ""))
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ import numpy as np
 
 import h36m_toolbox as tb
 from mvn import geometry, h36m
-from mvn.datasets.human36m import read_frame_bgr
+from mvn.images import ImageError, read_frame_bgr
 
 JOINTS_17 = list(h36m.JOINTS_17_FROM_32)
 PICKLE_PROTOCOL = 4
@@ -21,10 +21,11 @@ PICKLE_PROTOCOL = 4
 
 def image_size(path):
     """(width, height) of the frame at `path`, decoded as training will read it."""
-    image = read_frame_bgr(path)
-    if image is None:
-        raise tb.ToolboxError("cannot read the image %s: delete its folder and run "
-                              "video_to_images.py again" % path)
+    try:
+        image = read_frame_bgr(path)
+    except ImageError as error:
+        raise tb.ToolboxError("%s: delete its folder and run video_to_images.py again"
+                              % error) from None
     return image.shape[1], image.shape[0]
 
 

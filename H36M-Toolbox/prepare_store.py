@@ -29,7 +29,7 @@ import numpy as np
 import h36m_toolbox as tb
 from mvn import geometry, h36m
 from mvn.datasets import store
-from mvn.datasets.human36m import read_frame_bgr
+from mvn.images import ImageError, read_frame_bgr
 from mvn.datasets.labels import LabelError, load_label_columns
 
 DEFAULT_QUALITY = 95
@@ -46,6 +46,7 @@ class ChunkJob:
     source: str                  # "videos" or "images"
     path: str                    # the video file, or the images root
     image_names: np.ndarray      # (n,) bytes, paths relative to the images root
+    records: np.ndarray          # (n,) int64, their records in the label file
     frames: np.ndarray           # (n,) int64, 1-based frame numbers
     centers: np.ndarray          # (n, 2) float64, as in the labels
     scales: np.ndarray           # (n, 2) float64
@@ -132,14 +133,16 @@ def video_frames(video_path, frames):
         capture.release()
 
 
-def image_frames(images_root, image_names):
-    """Yield (row position, BGR frame) read from the extracted full-frame JPEGs."""
+def image_frames(images_root, image_names, records):
+    """Yield (row position, BGR frame) read from the extracted full-frame JPEGs, each checked
+    (a missing, truncated or corrupt frame stops the build, naming it and its label record)."""
     for position, name in enumerate(image_names):
         path = os.path.join(images_root, name.decode())
-        image = read_frame_bgr(path)
-        if image is None:
-            raise tb.ToolboxError("cannot read %s, named by the labels: re-run "
-                                  "video_to_images.py for it, or use --source videos" % path)
+        try:
+            image = read_frame_bgr(path)
+        except ImageError as error:
+            raise tb.ToolboxError("%s (record %d of the labels): re-run video_to_images.py for "
+                                  "it, or use --source videos" % (error, records[position]))
         yield position, image
 
 
@@ -164,7 +167,7 @@ def build_chunk(job):
     if job.source == "videos":
         frames = video_frames(job.path, job.frames)
     else:
-        frames = image_frames(job.path, job.image_names)
+        frames = image_frames(job.path, job.image_names, job.records)
     if job.format == "raw":
         crops = np.lib.format.open_memmap(job.part_path, mode="w+", dtype=np.uint8,
                                           shape=(n,) + store.CROP_SHAPE)
@@ -311,7 +314,8 @@ def plan_split(build, manifest, split, source):
                                   % (chunk["name"], where, chunk["name"], split))
         part = os.path.join(build.out, ".part-%s-%06d.npy" % (split, index))
         jobs.append(ChunkJob(split, index, chunk["name"], source, where, columns.image[rows],
-                             frames[rows], columns.center[rows], columns.scale[rows],
+                             columns.record[rows], frames[rows], columns.center[rows],
+                             columns.scale[rows],
                              build.format, build.quality, build.chroma, part))
     return jobs
 

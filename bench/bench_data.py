@@ -7,7 +7,10 @@ On the same machine and data, in one run:
   3. labels for 1.5 million rows (synthetic): load time, RSS, and how much a DataLoader-like
      forked worker's private memory grows in one pass over them -- the reference's list of dicts
      (measured at --reference-label-rows, extrapolated linearly: a 1.5M-row list needs ~12 GB)
-     and the store's label columns.
+     and the store's label columns; the time to validate them (every record's values, ids and
+     image path, as loading does);
+  4. the integrity check of a frame (mvn.images: end-of-image marker) per sample, against the
+     decode it guards and against a store sample.
 The last line is `store/reference samples/s ratio: X` (first store, 1 worker).
 
   python bench/bench_data.py --root /tmp/h36m_bench --stores /tmp/h36m_bench/store_jpeg \
@@ -16,11 +19,12 @@ The last line is `store/reference samples/s ratio: X` (first store, 1 worker).
 import argparse
 import multiprocessing
 import os
-import sys
 import pickle
+import sys
 import tempfile
 import time
 
+import cv2
 import h5py
 import numpy as np
 import torch
@@ -29,7 +33,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from mvn import h36m
 from mvn.datasets import Human36MDataset, Human36MStoreDataset
 from mvn.datasets import store as store_module
-from mvn.datasets.labels import LabelColumns
+from mvn.datasets.labels import LabelColumns, find_bad_records
+from mvn.images import image_problem
 from mvn.errors import run_main
 
 MB = 1 << 20
@@ -94,10 +99,29 @@ def synthetic_columns(rows, seed=0):
         keypoints_2d=rng.standard_normal((rows, 17, 2), dtype=np.float32),
         keypoints_2d_crop=rng.random((rows, 17, 2), dtype=np.float32) * 191,
         keypoints_3d=rng.standard_normal((rows, 17, 3), dtype=np.float32),
-        center=rng.random((rows, 2), dtype=np.float32) * 1000,
-        scale=rng.random((rows, 2), dtype=np.float32) * 5,
+        center=rng.random((rows, 2)) * 1000,
+        scale=0.5 + rng.random((rows, 2)) * 4,
         subject=np.full(rows, 9, np.int16), action=(sequence % 15 + 2).astype(np.int16),
-        subaction=np.ones(rows, np.int16), camera_id=(sequence % 4).astype(np.int16))
+        subaction=np.ones(rows, np.int16), camera_id=(sequence % 4).astype(np.int16),
+        record=np.arange(rows, dtype=np.int64))
+
+
+def image_check_costs(dataset, samples):
+    """(microseconds per frame of mvn.images.image_problem, of cv2.imdecode) over the frame
+    files of `dataset` (a Human36MDataset), read into memory first."""
+    paths = [os.path.join(dataset.images_root, dataset.labels.image[i].decode())
+             for i in range(min(samples, len(dataset)))]
+    data = [np.fromfile(path, dtype=np.uint8) for path in paths]
+    start = time.perf_counter()
+    for _ in range(20):
+        for encoded in data:
+            image_problem(encoded)
+    check_us = (time.perf_counter() - start) / (20 * len(data)) * 1e6
+    start = time.perf_counter()
+    for encoded in data:
+        cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    decode_us = (time.perf_counter() - start) / len(data) * 1e6
+    return check_us, decode_us
 
 
 def write_reference_pickle(columns, path):
@@ -269,6 +293,19 @@ def run(args):
         print("%-44s %10d %10.0f %10.2f %10.0f %18.0f" % (
             "store: label columns (HDF5)", args.label_rows, store_mb, store_load, store_rss,
             store_growth))
+
+    columns = synthetic_columns(args.label_rows)
+    start = time.perf_counter()
+    codes = find_bad_records(columns)
+    validation_s = time.perf_counter() - start
+    print("\nlabel validation (finite values, ids, image paths) of %d rows: %.2f s, %d bad"
+          % (args.label_rows, validation_s, int(np.count_nonzero(codes))))
+    check_us, decode_us = image_check_costs(reference, args.samples)
+    store_ms = rows[1][1]
+    print("frame integrity check: %.1f us per frame, %.3f%% of its decode (%.1f ms), %.3f%% of "
+          "a %s sample (%.2f ms)" % (check_us, 100 * check_us / (decode_us + 1e-9),
+                                     decode_us / 1000, 100 * check_us / (store_ms * 1000),
+                                     rows[1][0], store_ms))
 
     ratio = rows[1][2] / base[2]
     print("\n(%s vs %s, 1 worker each)" % (rows[1][0], base[0]))

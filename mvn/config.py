@@ -47,6 +47,10 @@ DEFAULTS = {
         "val_labels_path": "H36M-Toolbox/" + h36m.LABEL_FILES["val"],
         "store_path": "data/h36m_store",
         "num_workers": 4,
+        # A label record with non-finite values, ids out of range or an image path leaving
+        # dataset.root: "error" (stop, naming them) or "drop" (leave them out, reported).
+        "bad_records": "error",
+        "allow_images_outside_root": False,  # absolute or '..' image paths in the labels
         # Use every n-th labelled frame (1 = all; the published protocol evaluates on all).
         "train_frame_stride": 1,
         "val_frame_stride": 1,
@@ -198,6 +202,12 @@ def _validate(config, source):
                           "got %d" % (source, config["model"]["embed_dim_ratio"]))
     if not 1 <= config["model"]["levels"] <= 4:
         raise ConfigError("%s: model.levels must be 1..4 (the backbone has 4 feature maps)" % source)
+    if config["dataset"]["bad_records"] not in ("error", "drop"):
+        raise ConfigError("%s: dataset.bad_records must be 'error' or 'drop', got '%s'"
+                          % (source, config["dataset"]["bad_records"]))
+    if config["dataset"]["num_workers"] < 0:
+        raise ConfigError("%s: dataset.num_workers must be 0 (load in the main process) or more, "
+                          "got %d" % (source, config["dataset"]["num_workers"]))
     for name in ("train.batch_size", "val.batch_size", "train.n_epochs"):
         section, key = name.split(".")
         if config[section][key] < 1:

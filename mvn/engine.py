@@ -20,6 +20,7 @@ from tqdm import tqdm
 from mvn.batch import predict_pose, prepare_batch
 from mvn.checkpoint import find_resume_checkpoint, resume_state, save_checkpoints
 from mvn.config import config_to_yaml
+from mvn.errors import CAPFError
 from mvn.distributed import all_ranks_finite, broadcast_object, gather_in_order, shard_range
 from mvn.metrics import format_table, mpjpe, per_action_errors, save_table
 from mvn.models import build_model, default_pretrained_path
@@ -63,7 +64,16 @@ def make_experiment_folder(logdir, title, processes, suffix=""):
                             processes)
     folder = os.path.join(logdir, name)
     if processes.is_main:
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            probe = os.path.join(folder, ".writable")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as error:
+            raise CAPFError("cannot write the experiment folder %s under --logdir %s (%s); "
+                            "pass a --logdir that is a writable folder"
+                            % (name, logdir, error.strerror or error)) from None
     return folder
 
 
@@ -236,32 +246,44 @@ def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=N
     start = time.time()
     bar = tqdm(total=total, desc="epoch %d" % epoch, disable=not processes.is_main,
                dynamic_ncols=True)
-    for step, batch in enumerate(loader):
-        if step >= total:
-            break
-        loss = train_step(model, optimizer, batch, config, processes, flip_generator)
-        bar.update(1)
-        if loss is None:
-            skipped += 1
-            logger.warning("epoch %d step %d: non-finite loss, step skipped (%d so far)",
-                           epoch, step, skipped)
-            continue
-        samples += len(batch["images"]) * processes.world_size
-        steps += 1
-        global_step += 1
-        loss_value = loss.item()
-        loss_sum += loss_value
-        rate = samples / max(time.time() - start, 1e-9)
-        bar.set_postfix(loss="%.4f" % loss_value, samples_per_s="%.1f" % rate)
-        if writer is not None and global_step % config.train.log_every == 0:
-            writer.add_scalar("train/loss", loss_value, global_step)
-            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
-            writer.add_scalar("train/samples_per_s", rate, global_step)
-    bar.close()
+    with bar:  # closed (its line ended) whatever happens, so that an error prints on its own
+        for step, batch in enumerate(loader):
+            if step >= total:
+                break
+            loss = train_step(model, optimizer, batch, config, processes, flip_generator)
+            bar.update(1)
+            if loss is None:
+                skipped += 1
+                logger.warning("epoch %d step %d: non-finite loss, step skipped (%d so far); its "
+                               "samples: %s", epoch, step, skipped, batch_records(loader, batch))
+                continue
+            samples += len(batch["images"]) * processes.world_size
+            steps += 1
+            global_step += 1
+            loss_value = loss.item()
+            loss_sum += loss_value
+            rate = samples / max(time.time() - start, 1e-9)
+            bar.set_postfix(loss="%.4f" % loss_value, samples_per_s="%.1f" % rate)
+            if writer is not None and global_step % config.train.log_every == 0:
+                writer.add_scalar("train/loss", loss_value, global_step)
+                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
+                writer.add_scalar("train/samples_per_s", rate, global_step)
     elapsed = time.time() - start
     stats = {"loss": loss_sum / max(steps, 1), "steps": steps, "skipped_steps": skipped,
              "samples_per_s": samples / max(elapsed, 1e-9), "seconds": elapsed}
     return stats, global_step
+
+
+def batch_records(loader, batch, shown=8):
+    """'records 12, 40, ... of <label file>' for a batch: the label-file records of its samples."""
+    dataset = getattr(loader, "dataset", None)
+    labels = getattr(dataset, "labels", None)
+    if labels is None or "index" not in batch:
+        return "unknown"
+    records = labels.record[batch["index"].numpy()]
+    listed = ", ".join(str(r) for r in records[:shown]) + (", ..." if len(records) > shown else "")
+    source = getattr(dataset, "labels_path", None) or getattr(dataset, "path", "the labels")
+    return "records %s of %s" % (listed, source)
 
 
 def best_epoch_rule(p1_mm, best_p1_mm):
@@ -293,14 +315,15 @@ def predict(model, dataset, config, processes, progress=True):
     loader = make_loader(Subset(dataset, list(shard)), batch_size, config, processes.device)
     predictions, targets = [], []
     backbone = config.model.backbone.type
-    for batch in tqdm(loader, desc="evaluate", disable=not (progress and processes.is_main),
-                      dynamic_ncols=True):
-        images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-            batch, backbone, processes.device)
-        with autocast(config, processes.device):
-            predictions.append(predict_pose(raw, images, keypoints_2d, keypoints_2d_crop,
-                                            config.val.flip_test))  # (B, 17, 3)
-        targets.append(target[:, 0])
+    with tqdm(loader, desc="evaluate", disable=not (progress and processes.is_main),
+              dynamic_ncols=True) as bar:
+        for batch in bar:
+            images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
+                batch, backbone, processes.device)
+            with autocast(config, processes.device):
+                predictions.append(predict_pose(raw, images, keypoints_2d, keypoints_2d_crop,
+                                                config.val.flip_test))  # (B, 17, 3)
+            targets.append(target[:, 0])
     empty = torch.zeros(0, 17, 3, device=processes.device)
     local_predictions = torch.cat(predictions) if predictions else empty
     local_targets = torch.cat(targets) if targets else empty

@@ -7,7 +7,20 @@ record at fault and what to do. Any other exception is a bug and keeps its trace
 
 
 class CAPFError(Exception):
-    """An error caused by the user's input or environment; its message says what to change."""
+    """An error caused by the user's input or environment; its message says what to change.
+
+    Raised in a DataLoader worker, it reaches the main process as the same class built from
+    PyTorch's "Caught ... in DataLoader worker process N" text with the worker's traceback:
+    str() gives back the worker's own one-line message."""
+
+    def __str__(self):
+        text = super().__str__()
+        if text.startswith("Caught ") and "Original Traceback" in text:
+            last = text.rstrip().splitlines()[-1]     # "module.ClassName: the message"
+            name, _, message = last.partition(": ")
+            if message and name.rsplit(".", 1)[-1] == type(self).__name__:
+                return message
+        return text
 
 
 class DeviceError(CAPFError):

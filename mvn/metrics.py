@@ -65,9 +65,17 @@ def n_mpjpe(predicted, target, reduce=True):
 def procrustes_align(predicted, target):
     """(N, J, 3) predictions aligned per frame to the targets by rotation (no reflection),
     uniform scale and translation. Degenerate frames (all joints at one point) do not divide
-    by zero: their scale becomes 0 and they are aligned to the target centroid."""
+    by zero: their scale becomes 0 and they are aligned to the target centroid. A frame with a
+    non-finite value comes out all NaN (the others are unaffected; nothing raises)."""
     predicted = predicted.double()
     target = target.double()
+    finite = (torch.isfinite(predicted).flatten(1).all(1)
+              & torch.isfinite(target).flatten(1).all(1))  # (N,)
+    if not bool(finite.all()):
+        aligned = torch.full_like(predicted, float("nan"))
+        if bool(finite.any()):
+            aligned[finite] = procrustes_align(predicted[finite], target[finite])
+        return aligned
     mu_target = target.mean(1, keepdim=True)  # (N, 1, 3)
     mu_predicted = predicted.mean(1, keepdim=True)
     x0 = target - mu_target
@@ -131,8 +139,10 @@ def per_action_errors(predicted_m, target_m, action_ids, subaction_ids):
     frames as they stand in the list (differences cross camera and subject boundaries, as the
     released evaluation's do); an action's value is the frame-weighted mean of its trials.
     Returns {'actions': {name: {'p1', 'p2', 'mpjve', 'frames'}}, 'average': {...},
-    'missing': [names]} in millimetres. Averages are the plain mean over the actions present;
-    an action with no frames is reported missing and left out (the released code prints NaN).
+    'missing': [names], 'non_finite_frames': [indices]} in millimetres. Averages are the plain
+    mean over the actions present; an action with no frames is reported missing and left out
+    (the released code prints NaN); a frame with a non-finite prediction or target is reported
+    (warning and 'non_finite_frames') and left out instead of crashing the alignment.
     """
     action_ids = np.asarray(action_ids)
     subaction_ids = np.asarray(subaction_ids)
@@ -142,6 +152,16 @@ def per_action_errors(predicted_m, target_m, action_ids, subaction_ids):
                          % (n, subaction_ids.shape))
     predicted = np.asarray(predicted_m, dtype=np.float64).reshape(n, -1, 3) * 1000
     target = np.asarray(target_m, dtype=np.float64).reshape(n, -1, 3) * 1000
+    finite = np.isfinite(predicted).all((1, 2)) & np.isfinite(target).all((1, 2))  # (N,)
+    non_finite = np.flatnonzero(~finite)
+    if len(non_finite):  # e.g. a diverged model: reported, and left out of every number
+        logger.warning("%d of %d evaluation frames have non-finite predictions or targets and "
+                       "are left out of the table: frames %s", len(non_finite), n,
+                       ", ".join(str(i) for i in non_finite[:10])
+                       + (", ..." if len(non_finite) > 10 else ""))
+        keep = np.flatnonzero(finite)
+        predicted, target = predicted[keep], target[keep]
+        action_ids, subaction_ids = action_ids[keep], subaction_ids[keep]
     p1_frames = mpjpe(predicted, target, reduce=False)  # (N,)
     p2_frames = p_mpjpe(predicted, target, reduce=False)  # (N,)
 
@@ -168,7 +188,8 @@ def per_action_errors(predicted_m, target_m, action_ids, subaction_ids):
     average = {key: float(np.nanmean([row[key] for row in actions.values()])) if actions
                else float("nan") for key in ("p1", "p2", "mpjve")}
     average["frames"] = int(sum(row["frames"] for row in actions.values()))
-    return {"actions": actions, "average": average, "missing": missing}
+    return {"actions": actions, "average": average, "missing": missing,
+            "non_finite_frames": [int(i) for i in non_finite]}
 
 
 def format_table(errors):

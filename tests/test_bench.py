@@ -103,6 +103,12 @@ def test_bench_data_prints_the_ratio_last(synthetic_h36m, tmp_path, capsys):
                                   abs=0.06)                     # both printed rounded
     assert ratio == pytest.approx(float(first_store.group(6)), abs=0.051)
     assert any(line.startswith("store: label columns (HDF5)") for line in lines)
+    (validation,) = [line for line in lines if line.startswith("label validation")]
+    assert re.fullmatch(r"label validation \(.*\) of 2000 rows: \d+\.\d\d s, 0 bad", validation)
+    (check,) = [line for line in lines if line.startswith("frame integrity check: ")]
+    check_us, share = re.match(r"frame integrity check: ([\d.]+) us per frame, ([\d.]+)%",
+                               check).groups()
+    assert 0 < float(check_us) and float(share) < 5  # a few bytes against a whole decode
 
 
 def test_bench_step_names_missing_reference_vectors(tmp_path):

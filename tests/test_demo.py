@@ -235,3 +235,33 @@ def test_demo_with_a_label_box_reproduces_the_evaluation_inputs(tiny_files, tmp_
     poses = np.load(tmp_path / "out" / "poses.npz")
     assert expected.abs().max() > 0.05  # a prediction, not zeros
     np.testing.assert_allclose(poses["keypoints_3d_m"][0], expected.numpy(), rtol=0, atol=1e-5)
+
+
+def test_a_damaged_frame_is_skipped_with_a_warning_or_stops_the_run_keeping_the_poses(
+        tiny_files, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name, x in (("a.jpg", 500), ("b.jpg", 450), ("c.jpg", 400)):
+        cv2.imwrite(str(frames / name), draw_figure(1000, 1000, x, 250, 100))
+    data = (frames / "b.jpg").read_bytes()
+    (frames / "b.jpg").write_bytes(data[:len(data) // 2])        # truncated
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({n: [300, 200, 600, 700] for n in ("a.jpg", "b.jpg", "c.jpg")}))
+    command = [sys.executable, "demo.py", "--config", tiny_files["config"], "--checkpoint",
+               tiny_files["checkpoint"], "--coco-weights", tiny_files["coco"], "--images",
+               str(frames), "--boxes", str(boxes), "--device", "cpu", "--batch-size", "1"]
+    result = subprocess.run(command + ["--out", str(tmp_path / "skip")], cwd=REPO_ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipping frame 'b.jpg'" in result.stderr and "truncated JPEG" in result.stderr
+    assert "1 unreadable frame(s) skipped: b.jpg" in result.stdout
+    poses = np.load(tmp_path / "skip" / "poses.npz")
+    np.testing.assert_array_equal(poses["frame_names"], ["a.jpg", "c.jpg"])
+    # stopping at it: one line, exit 2, and the frame finished before it keeps its poses
+    result = subprocess.run(command + ["--out", str(tmp_path / "stop"), "--stop-on-bad-frame"],
+                            cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("demo.py: error: image ") and "b.jpg is damaged" in last
+    poses = np.load(tmp_path / "stop" / "poses.npz")
+    np.testing.assert_array_equal(poses["frame_names"], ["a.jpg"])

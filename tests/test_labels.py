@@ -62,3 +62,51 @@ def test_wrong_kind_truncated_and_missing_files_are_one_clear_error(tmp_path):
         bad = record(1)
         bad["joints_3d"] = np.zeros((16, 3))
         load_label_columns(write(tmp_path / "bad.pkl", [bad, bad]))
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("joints_3d", np.nan, "joints_3d is not finite"),
+    ("joints_3d", np.inf, "joints_3d is not finite"),
+    ("joints_2d_cpn", np.nan, "joints_2d_cpn is not finite"),
+    ("joints_2d_cpn", -np.inf, "joints_2d_cpn is not finite"),
+    ("joints_2d_cpn_crop", np.nan, "joints_2d_cpn_crop is not finite"),
+    ("joints_2d_cpn_crop", np.inf, "joints_2d_cpn_crop is not finite")])
+def test_a_non_finite_value_names_its_record_and_image(tmp_path, field, value, reason):
+    records = [record(i + 1) for i in range(8)]
+    records[5][field] = records[5][field].copy()
+    records[5][field][3, 1] = value
+    path = write(tmp_path / "labels.pkl", records)
+    with pytest.raises(LabelError) as error:
+        load_label_columns(path, frame_stride=4)   # the strided view still names file records
+    message = str(error.value)
+    assert "1 of 8 records are unusable" in message
+    assert "record 5 (s_09_act_02_subact_01_ca_01/s_09_act_02_subact_01_ca_01_000006.jpg): " \
+           + reason in message
+    assert "dataset.bad_records=drop" in message and "\n" not in message
+
+
+def test_bad_records_can_be_dropped_and_are_reported(tmp_path, caplog):
+    records = [record(i + 1) for i in range(6)]
+    records[1]["joints_3d"] = np.full((17, 3), np.nan)
+    records[4]["action"] = 17                       # no such action
+    records[3]["center"] = (np.inf, 3.0)
+    path = write(tmp_path / "labels.pkl", records)
+    with pytest.raises(LabelError, match="3 of 6 records are unusable"):
+        load_label_columns(path)
+    columns = load_label_columns(path, bad_records="drop")
+    assert columns.record.tolist() == [0, 2, 5]    # each row keeps its record in the file
+    assert "dropped 3 of 6 unusable records" in caplog.text
+    assert "record 4 (" in caplog.text and "out of range" in caplog.text
+    assert "record 3 (" in caplog.text and "box" in caplog.text
+
+
+@pytest.mark.parametrize("image", ["../../etc/passwd", "/abs/frame.jpg",
+                                   "s_09/../../outside.jpg", "..\\windows.jpg"])
+def test_an_image_path_leaving_the_root_is_an_error_unless_allowed(tmp_path, image):
+    records = [record(1), record(2)]
+    records[1]["image"] = image
+    path = write(tmp_path / "labels.pkl", records)
+    with pytest.raises(LabelError, match="record 1 .*leaves dataset.root"):
+        load_label_columns(path)
+    columns = load_label_columns(path, allow_images_outside_root=True)
+    assert columns.image[1].decode() == image

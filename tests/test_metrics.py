@@ -131,3 +131,19 @@ def test_n_mpjpe_of_a_prediction_at_the_origin_is_finite():
     assert np.isfinite(per_frame).all()
     assert per_frame[1] == pytest.approx(np.linalg.norm(target[1], axis=-1).mean())
     assert per_frame[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_non_finite_frames_are_reported_and_left_out_not_a_crash(caplog):
+    rng = np.random.default_rng(4)
+    gt = rng.normal(size=(6, 17, 3)) * 0.2
+    pred = gt + np.array([0.01, 0.0, 0.0])               # 10 mm off everywhere
+    pred[2, 3, 0] = np.nan                               # a diverged prediction
+    pred[4] = np.inf
+    per_frame = p_mpjpe(pred, gt, reduce=False)          # no LinAlgError
+    assert np.isnan(per_frame[[2, 4]]).all() and np.isfinite(per_frame[[0, 1, 3, 5]]).all()
+    table = per_action_errors(pred, gt, np.full(6, 2), np.array([1, 1, 1, 2, 2, 2]))
+    assert table["non_finite_frames"] == [2, 4]
+    assert "frames 2, 4" in caplog.text and "left out" in caplog.text
+    assert table["actions"]["Directions"]["frames"] == 4
+    assert table["actions"]["Directions"]["p1"] == pytest.approx(10.0)
+    assert table["actions"]["Directions"]["mpjve"] == pytest.approx(0.0, abs=1e-9)

@@ -233,7 +233,7 @@ def test_missing_store_and_missing_split_errors(stores, tmp_path):
         Human36MStoreDataset(str(tmp_path / "partial"), "val")
 
 
-def test_builder_error_is_one_line_and_exit_1(synthetic_h36m, stores):
+def test_builder_error_is_one_line_and_exit_2(synthetic_h36m, stores):
     """Resuming with other options than the store was started with."""
     result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "prepare_store.py"),
                              "--root", synthetic_h36m, "--out", stores["raw"], "--format", "jpeg"],
@@ -290,3 +290,38 @@ def test_torn_split_file_and_corrupt_crop_name_the_file_and_row(stores, tmp_path
     message = str(error.value)
     assert "val.h5 row 3" in message and dataset.labels.image[3].decode() in message
     assert "--verify" in message
+
+
+def test_a_truncated_frame_stops_the_build_naming_it_and_its_record(synthetic_h36m, tmp_path):
+    import shutil
+    copy = str(tmp_path / "copy")
+    shutil.copytree(synthetic_h36m, copy)
+    with open(os.path.join(copy, SPLITS["val"]), "rb") as f:
+        name = pickle.load(f)[5]["image"]
+    path = os.path.join(copy, "images", name)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:-400])  # the end of the JPEG is gone
+    result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "prepare_store.py"),
+                             "--root", copy, "--out", str(tmp_path / "store"), "--splits", "val",
+                             "--source", "images", "--workers", "1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("error: image ") and name in last
+    assert "truncated JPEG" in last and "record 5 of the labels" in last
+
+
+def test_verify_finds_a_truncated_stored_crop(stores, tmp_path):
+    import shutil
+    import h5py
+    damaged = str(tmp_path / "damaged")
+    shutil.copytree(stores["jpeg"], damaged)
+    with h5py.File(os.path.join(damaged, "train.h5"), "r+") as f:
+        size = int(f["frame_size"][7])
+        f["frame_size"][7] = size - 300   # row 7's JPEG cut short, as a torn write leaves it
+    result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "prepare_store.py"),
+                             "--out", damaged, "--verify"], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train.h5 row 7" in result.stderr and "truncated JPEG" in result.stderr

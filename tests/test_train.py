@@ -201,3 +201,108 @@ def test_nan_loss_step_is_skipped_and_counted(synthetic_h36m):
     assert stats["skipped_steps"] == 1 and stats["steps"] == 1 and step == 1
     assert not torch.equal(before["volume_net.head.1.weight"],
                            model.state_dict()["volume_net.head.1.weight"])
+
+
+# ---------------------------------------------------------------------------------- bad data
+
+def corrupted_copy(root, tmp_path, split_file, record=2, truncate=True):
+    """A copy of the synthetic set whose `split_file` record `record` has a truncated frame
+    (or, without `truncate`, no frame); returns (copy root, the frame's relative name)."""
+    copy = str(tmp_path / "copy")
+    shutil.copytree(root, copy)
+    with open(os.path.join(copy, split_file), "rb") as f:
+        name = pickle.load(f)[record]["image"]
+    path = os.path.join(copy, "images", name)
+    if truncate:
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[:len(data) // 2])
+    else:
+        os.remove(path)
+    return copy, name
+
+
+def error_lines(stderr):
+    assert "Traceback" not in stderr and "Caught" not in stderr, stderr[-2000:]
+    lines = stderr.replace("\r", "\n").splitlines()  # progress bars redraw with \r
+    return [line for line in lines if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_truncated_training_frame_stops_with_one_line_naming_it(synthetic_h36m, tmp_path,
+                                                                  workers):
+    root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_train.pkl", record=2)
+    result = run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
+                        "cpu", "--opts"] + options(root, **{
+                            "dataset.num_workers": workers, "train.max_steps_per_epoch": 100,
+                            "train.batch_size": 4}))
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert name in line and "truncated JPEG" in line
+    assert "record 2 of" in line and "h36m_train.pkl" in line
+
+
+def test_a_truncated_validation_frame_stops_evaluation_with_one_line(synthetic_h36m, tmp_path):
+    root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_validation.pkl", record=9)
+    model_path = str(tmp_path / "best_epoch.bin")
+    config = load_config(CONFIG, options(root))
+    from mvn.models import build_model
+    torch.save({"epoch": 1, "lr": 0.0, "model": model_state_with_module_prefix(
+        build_model(config)), "optimizer": {}}, model_path)
+    result = run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
+                        "cpu", "--eval", "--checkpoint", model_path, "--opts"]
+                       + options(root, **{"dataset.val_frame_stride": 1}))
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert name in line and "truncated JPEG" in line and "record 9 of" in line
+
+
+def test_a_missing_frame_with_a_stride_and_workers_names_its_file_record(synthetic_h36m,
+                                                                         tmp_path):
+    # validation stride 9: sample 2 is record 18 of the label file, which is what is named
+    root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_validation.pkl", record=18,
+                                truncate=False)
+    model_path = str(tmp_path / "best_epoch.bin")
+    from mvn.models import build_model
+    torch.save({"epoch": 1, "lr": 0.0, "model": model_state_with_module_prefix(
+        build_model(load_config(CONFIG, options(root)))), "optimizer": {}}, model_path)
+    result = run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
+                        "cpu", "--eval", "--checkpoint", model_path, "--opts"]
+                       + options(root, **{"dataset.num_workers": 2}))
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert name in line and "does not exist" in line and "(record 18 of" in line
+
+
+@pytest.mark.parametrize("split_file", ["h36m_train.pkl", "h36m_validation.pkl"])
+def test_a_non_finite_label_stops_before_training_naming_the_record(synthetic_h36m, tmp_path,
+                                                                    split_file):
+    copy = str(tmp_path / "copy")
+    shutil.copytree(synthetic_h36m, copy)
+    with open(os.path.join(copy, split_file), "rb") as f:
+        records = pickle.load(f)
+    records[7]["joints_2d_cpn"] = records[7]["joints_2d_cpn"].copy()
+    records[7]["joints_2d_cpn"][0, 0] = float("inf")
+    with open(os.path.join(copy, split_file), "wb") as f:
+        pickle.dump(records, f)
+    result = run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
+                        "cpu", "--opts"] + options(copy))
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert split_file in line and "record 7 (" + records[7]["image"] in line
+    assert "joints_2d_cpn is not finite" in line
+
+
+def test_bad_options_and_logdirs_are_one_line(synthetic_h36m, tmp_path):
+    a_file = tmp_path / "not_a_folder"
+    a_file.write_text("x")
+    cases = [(["--logdir", str(tmp_path / "logs"), "--opts"]
+              + options(synthetic_h36m, **{"dataset.num_workers": -1}), "dataset.num_workers"),
+             (["--logdir", str(a_file), "--opts"] + options(synthetic_h36m), "--logdir"),
+             (["--logdir", str(a_file / "sub"), "--opts"] + options(synthetic_h36m), "--logdir")]
+    for args, expected in cases:
+        result = run_train(["--config", CONFIG, "--device", "cpu"] + args)
+        assert result.returncode == 2, result.stderr[-2000:]
+        (line,) = error_lines(result.stderr)
+        assert expected in line

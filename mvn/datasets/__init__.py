@@ -1,5 +1,6 @@
 """Datasets: Human3.6M from label pickles + images, or from the pre-cropped store."""
-from .human36m import Human36MDataset, LabelledCropDataset, MissingImageError
+from .human36m import Human36MDataset, LabelledCropDataset
+from mvn.images import CorruptImageError, ImageError, MissingImageError
 from .labels import LabelColumns, LabelError, load_label_columns
 from .store import Human36MStoreDataset, StoreError
 
@@ -12,11 +13,14 @@ def build_dataset(config, split):
     labels_path = d.train_labels_path if split == "train" else d.val_labels_path
     stride = d.train_frame_stride if split == "train" else d.val_frame_stride
     if d.format == "pkl":
-        return Human36MDataset(d.root, labels_path, frame_stride=stride)
+        return Human36MDataset(d.root, labels_path, frame_stride=stride,
+                               bad_records=d.bad_records,
+                               allow_images_outside_root=d.allow_images_outside_root)
     if d.format == "store":  # the store holds its own labels (made from those files)
         return Human36MStoreDataset(d.store_path, split, frame_stride=stride)
     raise ValueError("dataset.format '%s' is not available" % d.format)
 
 
-__all__ = ["Human36MDataset", "Human36MStoreDataset", "LabelledCropDataset", "MissingImageError",
+__all__ = ["Human36MDataset", "Human36MStoreDataset", "LabelledCropDataset", "ImageError",
+           "MissingImageError", "CorruptImageError",
            "LabelColumns", "LabelError", "StoreError", "load_label_columns", "build_dataset"]

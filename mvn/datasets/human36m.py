@@ -6,27 +6,12 @@ detections (screen-normalised and in crop pixels) and the 3D joints in metres. B
 """
 import os
 
-import cv2
 import torch
 from torch.utils.data import Dataset
 
 from mvn.datasets.labels import load_label_columns
-from mvn.errors import CAPFError
 from mvn.geometry import crop_image
-
-
-
-# How a full frame is read: as the released dataset does (an EXIF orientation tag is ignored).
-FRAME_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-
-
-def read_frame_bgr(path):
-    """(H, W, 3) uint8 BGR full frame at `path`, or None when it cannot be read."""
-    return cv2.imread(path, FRAME_READ_FLAGS)
-
-
-class MissingImageError(CAPFError, FileNotFoundError):
-    """An image that a label record names is not on disk."""
+from mvn.images import ImageError, MissingImageError, read_frame_bgr
 
 
 class LabelledCropDataset(Dataset):
@@ -55,23 +40,27 @@ class LabelledCropDataset(Dataset):
 class Human36MDataset(LabelledCropDataset):
     """Crops from full-frame JPEGs, decoded and warped per sample like the reference."""
 
-    def __init__(self, images_root, labels_path, frame_stride=1):
+    def __init__(self, images_root, labels_path, frame_stride=1, bad_records="error",
+                 allow_images_outside_root=False):
         self.images_root = images_root
         self.labels_path = labels_path
-        self.labels = load_label_columns(labels_path, frame_stride)
+        self.labels = load_label_columns(labels_path, frame_stride, bad_records,
+                                         allow_images_outside_root)
         if not os.path.isdir(images_root):
             raise MissingImageError("images root %s does not exist; extract the frames with "
                                     "H36M-Toolbox/video_to_images.py or set dataset.root"
                                     % images_root)
 
     def load_crop(self, index):
-        """(256, 192, 3) uint8 BGR crop of record `index`."""
+        """(256, 192, 3) uint8 BGR crop of sample `index`; a missing or damaged frame is an
+        ImageError naming the file and its record in the label file."""
         relative = self.labels.image[index].decode()
         path = os.path.join(self.images_root, relative)
-        image = read_frame_bgr(path)
-        if image is None:
-            raise MissingImageError(
-                "image %s of record %d in %s is missing or unreadable; re-run "
-                "H36M-Toolbox/video_to_images.py for that sequence, or regenerate the labels so "
-                "they list only existing frames" % (path, index, self.labels_path))
+        try:
+            image = read_frame_bgr(path)
+        except ImageError as error:
+            raise type(error)(
+                "%s (record %d of %s); re-run H36M-Toolbox/video_to_images.py for that sequence, "
+                "or regenerate the labels so that they list only existing frames"
+                % (error, self.labels.record[index], self.labels_path)) from None
         return crop_image(image, self.labels.center[index], self.labels.scale[index])

@@ -4,13 +4,17 @@ The published `h36m_train.pkl` / `h36m_validation.pkl` are lists of ~2 million d
 (the released label format). Held like that, every DataLoader worker slowly copies them (touching a Python
 object writes its reference count). `LabelColumns` keeps one NumPy array per field instead.
 """
+import logging
 import os
 import pickle
 from dataclasses import dataclass
 
 import numpy as np
 
+from mvn import h36m
 from mvn.errors import CAPFError
+
+logger = logging.getLogger(__name__)
 
 # Keys a record must have for training and evaluation (the published files have more).
 REQUIRED_KEYS = ("image", "joints_2d_cpn", "joints_2d_cpn_crop", "joints_3d", "center", "scale",
@@ -66,6 +70,7 @@ class LabelColumns:
     action: np.ndarray              # (N,) int16, 2..16
     subaction: np.ndarray           # (N,) int16, 1..2
     camera_id: np.ndarray           # (N,) int16, 0..3
+    record: np.ndarray              # (N,) int64, the record's index in the label file
 
     def __len__(self):
         return len(self.image)
@@ -99,6 +104,7 @@ def records_to_columns(records, path="labels"):
             action=np.array([r["action"] for r in records], dtype=np.int16),
             subaction=np.array([r["subaction"] for r in records], dtype=np.int16),
             camera_id=np.array([r["camera_id"] for r in records], dtype=np.int16),
+            record=np.arange(len(records), dtype=np.int64),
         )
     except (KeyError, ValueError, TypeError) as error:
         raise LabelError("%s: a record is malformed (%s: %s)"
@@ -113,9 +119,82 @@ def records_to_columns(records, path="labels"):
     return columns
 
 
-def load_label_columns(path, frame_stride=1):
-    """Read a published label pickle into columns (every `frame_stride`-th record)."""
+BAD_RECORD_POLICIES = ("error", "drop")
+
+
+def _escapes_root(image):
+    """(N,) bytes paths -> (N,) bool: absolute, or with a '..' component (outside the root)."""
+    slashed = np.char.replace(image, b"\\", b"/")
+    absolute = np.char.startswith(slashed, b"/") | (np.char.find(slashed, b":") == 1)
+    parent = np.char.find(np.char.add(np.char.add(b"/", slashed), b"/"), b"/../") >= 0
+    return absolute | parent
+
+
+def find_bad_records(columns, allow_images_outside_root=False):
+    """Check every record at once; returns (N,) int8 codes: 0 for a good record, else the
+    1-based index into the reasons of BAD_RECORD_CHECKS of the first check it fails."""
+    def finite(array):
+        return np.isfinite(array).reshape(len(array), -1).all(1)
+    checks = [
+        ~finite(columns.keypoints_2d),
+        ~finite(columns.keypoints_2d_crop),
+        ~finite(columns.keypoints_3d),
+        ~(finite(columns.center) & finite(columns.scale)) | (columns.scale[:, 0] * 200 <= 1),
+        ~np.isin(columns.subject, h36m.ALL_SUBJECTS) | ~np.isin(columns.action, h36m.ACTIONS)
+        | ~np.isin(columns.subaction, (1, 2)) | ~np.isin(columns.camera_id, (0, 1, 2, 3)),
+        np.zeros(len(columns), bool) if allow_images_outside_root else _escapes_root(columns.image),
+    ]
+    codes = np.zeros(len(columns), np.int8)
+    for code, failed in enumerate(checks, 1):
+        codes[(codes == 0) & failed] = code
+    return codes
+
+
+BAD_RECORD_CHECKS = (
+    "joints_2d_cpn is not finite",
+    "joints_2d_cpn_crop is not finite",
+    "joints_3d is not finite",
+    "the box (center, scale) is not finite or under a pixel wide",
+    "subject, action, subaction or camera_id out of range",
+    "its image path leaves dataset.root (absolute or '..'; dataset.allow_images_outside_root=true "
+    "allows it)",
+)
+
+
+def describe_bad_records(columns, codes, shown=3):
+    """'record 12 (s_09_.../..._000013.jpg): joints_3d is not finite; ...' for the first few."""
+    bad = np.flatnonzero(codes)
+    parts = ["record %d (%s): %s" % (columns.record[i], columns.image[i].decode(errors="replace"),
+                                     BAD_RECORD_CHECKS[codes[i] - 1]) for i in bad[:shown]]
+    return "; ".join(parts) + ("; ..." if len(bad) > shown else "")
+
+
+def validate_label_columns(columns, path, bad_records="error", allow_images_outside_root=False):
+    """The columns without bad records (finite values, ids in range, image paths inside the
+    images root). `bad_records` 'error' (default): one LabelError naming the first few and the
+    count; 'drop': leave them out, with a warning saying which."""
+    if bad_records not in BAD_RECORD_POLICIES:
+        raise LabelError("dataset.bad_records must be one of %s, got %r"
+                         % (", ".join(BAD_RECORD_POLICIES), bad_records))
+    codes = find_bad_records(columns, allow_images_outside_root)
+    count = int(np.count_nonzero(codes))
+    if count == 0:
+        return columns
+    if bad_records == "error":
+        raise LabelError("%s: %d of %d records are unusable: %s. Fix or regenerate the label "
+                         "file, or set dataset.bad_records=drop to leave them out"
+                         % (path, count, len(columns), describe_bad_records(columns, codes)))
+    logger.warning("%s: dropped %d of %d unusable records (dataset.bad_records=drop): %s",
+                   path, count, len(columns), describe_bad_records(columns, codes, shown=10))
+    return columns.subset(np.flatnonzero(codes == 0))
+
+
+def load_label_columns(path, frame_stride=1, bad_records="error",
+                       allow_images_outside_root=False):
+    """Read a published label pickle into columns, validated (`validate_label_columns`), then
+    every `frame_stride`-th record. Each row keeps its record index in the file (`record`)."""
     columns = records_to_columns(read_label_pickle(path), path)
+    columns = validate_label_columns(columns, path, bad_records, allow_images_outside_root)
     if frame_stride > 1:
         columns = columns.subset(np.arange(0, len(columns), frame_stride))
     return columns

@@ -41,8 +41,9 @@ import numpy as np
 from mvn import geometry
 from mvn.datasets.human36m import LabelledCropDataset
 from mvn.datasets.labels import LabelColumns, LabelError
+from mvn.images import decode_image
 
-STORE_VERSION = 2  # 2: crops from the float64 label centre and scale (version 1 cast them to float32)
+STORE_VERSION = 2  # 2: crops from the float64 label centre and scale; a label record column
 MANIFEST_NAME = "manifest.json"
 SPLIT_FILES = {"train": "train.h5", "val": "val.h5"}
 FORMATS = ("jpeg", "raw")
@@ -150,12 +151,15 @@ def read_label_columns(group):
 # Frames
 
 def decode_jpeg(data, where):
-    """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR; `where` names the row in errors."""
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None or image.shape != CROP_SHAPE:
-        raise StoreError("%s: the stored crop is not a %dx%d JPEG; check the store with `%s "
+    """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR, checked (mvn.images: a truncated crop is
+    an error, not a grey one); `where` names the row in errors."""
+    image, problem = decode_image(data, cv2.IMREAD_COLOR)
+    if image is not None and image.shape != CROP_SHAPE:
+        problem = "a %dx%d image, not a %dx%d crop" % (image.shape[:2] + CROP_SHAPE[:2])
+    if problem is not None:
+        raise StoreError("%s: the stored crop is damaged (%s); check the store with `%s "
                          "--out <store> --verify` and rebuild it with --overwrite"
-                         % ((where,) + CROP_SHAPE[:2] + (BUILD_COMMAND,)))
+                         % (where, problem, BUILD_COMMAND))
     return image
 
 
