@@ -11,6 +11,7 @@ status 2.
 """
 import argparse
 import os
+import shlex
 import sys
 
 from mvn.checkpoint import find_checkpoint
@@ -36,7 +37,12 @@ def parse_args(argv=None):
                         help="weights for --eval (also finds best_epoch_<backbone>.bin)")
     parser.add_argument("--backbone", choices=("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny"),
                         help="overrides model.backbone.type")
-    parser.add_argument("--resume", help="experiment folder or its checkpoints/last.bin")
+    parser.add_argument("--resume", metavar="FOLDER|auto",
+                        help="continue the experiment folder (or its checkpoints/last.bin) at the "
+                             "exact step it stopped; 'auto': the folder --name names, continued "
+                             "if it exists, else started (for schedulers and torchrun restarts)")
+    parser.add_argument("--name", help="experiment folder name under --logdir (default: "
+                                       "<title>@<date-time>); with --resume auto, required")
     parser.add_argument("--seed", type=int, help="overrides seed")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         help="default: cuda when available (NCCL), else cpu (gloo)")
@@ -62,23 +68,59 @@ def config_from_args(args, warn=None):
     return load_config(args.config, overrides, warn=warn)
 
 
+def resume_hint(argv, folder):
+    """The command line to continue a stopped run: the same arguments, --resume FOLDER."""
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--resume", "--name"):
+            skip = True
+            continue
+        if not arg.startswith(("--resume=", "--name=")):
+            args.append(arg)
+    return "python train.py %s --resume %s" % (" ".join(shlex.quote(a) for a in args),
+                                              shlex.quote(folder))
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     # Imported here so that `--help` and config errors are instant.
     from mvn import distributed, engine
+    from mvn.stopping import EXIT_STOPPED, TrainingStopped
 
     processes = None
     try:
         config = config_from_args(args, warn=warn_once)
         if args.eval:
             checkpoint = find_checkpoint(args.checkpoint, config.model.backbone.type)
-        processes = distributed.setup_processes(args.device, args.local_rank)
+        processes = distributed.setup_processes(args.device, args.local_rank,
+                                                config.train.collective_timeout_s)
         if args.eval:
             engine.run_evaluation(config, processes, args.logdir, checkpoint, args.eval_dataset)
         else:
-            engine.fit(config, processes, args.logdir, resume=args.resume)
+            engine.fit(config, processes, args.logdir, resume=args.resume, name=args.name)
+    except TrainingStopped as stop:
+        if processes is None or processes.is_main:
+            print("%s; resume with: %s" % (stop, resume_hint(argv, stop.folder)),
+                  file=sys.stderr)
+        return EXIT_STOPPED
     except CAPFError as error:
         print("error: %s" % error, file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        if processes is None or not processes.distributed or not distributed.is_timeout(error):
+            raise
+        missing = distributed.unresponsive_ranks(processes)
+        print("error: rank %d on %s: %s did not answer within train.collective_timeout_s = %d s "
+              "or closed its connection (frozen, killed, or on a dead node): %s. The run stops; "
+              "resume it with --resume (torchrun --max-restarts does so with --resume auto)"
+              % (processes.rank, processes.node,
+                 "rank(s) %s" % ", ".join(map(str, missing)) if missing else "another process",
+                 config.train.collective_timeout_s, str(error).splitlines()[0][:160]),
+              file=sys.stderr)
         return 2
     finally:
         if processes is not None:

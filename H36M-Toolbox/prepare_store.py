@@ -15,6 +15,7 @@ manifest records the finished ones, so a build that was interrupted (or stopped 
   python prepare_store.py --out data/h36m_store --verify
 """
 import contextlib
+import fcntl
 import glob
 import hashlib
 import os
@@ -33,6 +34,7 @@ from mvn.images import ImageError, read_frame_bgr
 from mvn.datasets.labels import LabelError, load_label_columns
 
 DEFAULT_QUALITY = 95
+LOCK_NAME = ".build.lock"        # held by the running build (fcntl), never suggests --overwrite
 JPEG_CHUNK_BYTES = 1 << 20       # HDF5 chunk of the JPEG byte stream
 COPY_ROWS = 256                  # raw crops copied into the store this many at a time
 
@@ -209,13 +211,33 @@ def create_split_file(path, columns, fmt):
             f.create_dataset("frame_size", (rows,), np.int64)
 
 
-def open_split_file(path):
+def open_split_file(path, out):
     try:
         return h5py.File(path, "r+")
     except OSError as error:
         raise tb.ToolboxError("cannot open %s (%s): it was torn, perhaps by a kill during a "
-                              "write; rerun with --overwrite to start the store over"
-                              % (path, error))
+                              "write; start this store over with `%s --out %s --overwrite`"
+                              % (path, error, store.BUILD_COMMAND, out))
+
+
+def check_split_file(path, entry, fmt, out):
+    """A split file that a rerun continues must be whole as far as its manifest says: readable,
+    with its rows, and (jpeg) the bytes written so far."""
+    try:
+        with h5py.File(path, "r") as f:
+            rows = len(f["labels"]["image"])
+            written = len(f["frames"]) if fmt == "jpeg" else rows
+    except (OSError, KeyError) as error:
+        problem = "unreadable (%s)" % error
+    else:
+        problem = None
+        if rows != entry["rows"]:
+            problem = "%d label rows, the manifest says %d" % (rows, entry["rows"])
+        elif written < entry["bytes"]:
+            problem = "%d bytes of crops, the manifest says %d" % (written, entry["bytes"])
+    if problem is not None:
+        raise tb.ToolboxError("%s is damaged: %s; start this store over with `%s --out %s "
+                              "--overwrite`" % (path, problem, store.BUILD_COMMAND, out))
 
 
 def write_chunk(f, entry, chunk, payload, fmt):
@@ -273,13 +295,13 @@ def start_or_resume(build, source):
     try:
         manifest = store.read_manifest(build.out)
     except store.StoreError as error:
-        raise tb.ToolboxError("%s; or rerun with --overwrite" % error)
+        raise tb.ToolboxError("%s (the store at %s)" % (error, build.out))
     started = (manifest["format"], manifest["jpeg_quality"], manifest["jpeg_chroma"],
                manifest["source"])
     if started != (build.format, quality, chroma, source):
         raise tb.ToolboxError("the store at %s was started with --format %s --quality %s "
                               "--chroma %s --source %s: rerun with those options to continue "
-                              "it, or add --overwrite to start over" % ((build.out,) + started))
+                              "it, or add --overwrite to start it over" % ((build.out,) + started))
     return manifest
 
 
@@ -297,6 +319,8 @@ def plan_split(build, manifest, split, source):
         raise tb.ToolboxError("%s changed since the store's '%s' split was started (sha256 "
                               "differs): add --overwrite to rebuild the store from it"
                               % (labels_path, split))
+    if entry is not None and os.path.isfile(path):
+        check_split_file(path, entry, build.format, build.out)
     if entry is None or not os.path.isfile(path):
         create_split_file(path, columns, build.format)
         entry = store.new_split_entry(split, info, len(columns), sequence_runs(columns.image))
@@ -326,12 +350,35 @@ def remove_store(out):
             os.remove(os.path.join(out, name))
 
 
+@contextlib.contextmanager
+def build_lock(out):
+    """Hold the store's lock file for the whole build: a second build on the same folder refuses
+    at once instead of writing into the same files."""
+    path = os.path.join(out, LOCK_NAME)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise tb.ToolboxError("another prepare_store.py build is running on %s (it holds %s); "
+                                  "wait for it to finish, then run this command again"
+                                  % (out, path)) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def prepare_store(build):
-    """Build (or continue) the store; returns the manifest."""
+    """Build (or continue) the store under its lock; returns the manifest."""
+    os.makedirs(build.out, exist_ok=True)
+    with build_lock(build.out):
+        return _prepare_store(build)
+
+
+def _prepare_store(build):
     source = resolve_source(build.source, build.images)
     if build.overwrite:
         remove_store(build.out)
-    os.makedirs(build.out, exist_ok=True)
     for stale in glob.glob(os.path.join(glob.escape(build.out), ".part-*.npy")) + glob.glob(
             os.path.join(glob.escape(build.out), "*.tmp")):
         os.remove(stale)                                   # left by a killed build
@@ -349,7 +396,7 @@ def prepare_store(build):
         for job in jobs:
             if job.split not in opened:
                 opened[job.split] = files.enter_context(open_split_file(
-                    os.path.join(build.out, store.SPLIT_FILES[job.split])))
+                    os.path.join(build.out, store.SPLIT_FILES[job.split]), build.out))
         for split, f in opened.items():
             if build.format == "jpeg":                        # drop a tail a kill left behind
                 f["frames"].resize((manifest["splits"][split]["bytes"],))

@@ -1,34 +1,69 @@
-"""CA-PF checkpoints: the released format, atomic writes, and resuming a run.
+"""CA-PF checkpoints: the released format, atomic writes, and resuming a run where it stopped.
 
 - `best_epoch.bin` (the released format, docs/fidelity.md "Training loop"): {'epoch': 1-based
   epoch, 'lr': the lr used in that epoch, 'model': state dict with DDP's `module.` prefixes,
   'optimizer': the AdamW state dict}. The published file loads with
   `mvn.models.weights.load_model_weights`, which strips the prefixes.
-- `last.bin`: the same keys plus what a resume needs: 'best_p1' (mm, rounded as the best-epoch
-  rule compares it) and 'history' (one dict per finished epoch). 'epoch' is the number of
-  finished epochs, i.e. the 0-based epoch to run next. There is no RNG state in it: every epoch
-  seeds its generators from (seed, epoch, rank) (mvn.engine.seed_epoch), so a resumed run draws
-  what the uninterrupted one would have.
+- `last.bin`: the same keys plus the position to continue from and what the loop has gathered:
+  'epoch' (0-based epoch to continue; at an epoch's end, the number of finished epochs),
+  'step' (steps of that epoch already done), 'progress' (that epoch's loss sums so far),
+  'best_p1' (mm, rounded as the best-epoch rule compares it) and 'history' (one dict per finished
+  epoch). Written every `train.checkpoint_every_steps` steps and at every epoch's end. There is
+  no RNG state in it: every step seeds its generators from (seed, epoch, step, rank)
+  (mvn.engine.seed_step), so a resumed run draws what the uninterrupted one would have.
 
-Both are written to a temporary file and renamed: a crash never leaves a torn checkpoint.
+Writes go to a temporary file that is renamed into place; the previous `last.bin` is kept as
+`last.previous.bin` until the new one is complete, and a damaged `last.bin` falls back to it.
+A failed write (disk full, read-only) removes its partial file and says so in one line.
 """
+import logging
 import os
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from mvn.errors import CAPFError
 from mvn.models.weights import WeightsError, load_model_weights
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FOLDER = "checkpoints"   # inside an experiment folder
 BEST_NAME = "best_epoch.bin"
 LAST_NAME = "last.bin"
+PREVIOUS_NAME = "last.previous.bin"
+CONFIG_NAME = "config.yaml"         # the resolved config of the run's first start
 
 
-def atomic_save(obj, path):
-    """torch.save to a temporary file, then rename: a crash never leaves a torn checkpoint."""
+class CheckpointWriteError(CAPFError):
+    """A checkpoint that could not be written (disk full, read-only, ...); nothing partial left."""
+
+
+def atomic_save(obj, path, keep_previous=None):
+    """torch.save to `path`.tmp, then rename it to `path`: a crash never leaves a torn file.
+    With `keep_previous`, the file being replaced is first renamed to that path."""
     temporary = path + ".tmp"
-    torch.save(obj, temporary)
+    try:
+        torch.save(obj, temporary)
+    except (OSError, RuntimeError) as error:   # ENOSPC shows as "unexpected pos" from torch
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        free = _free_bytes(os.path.dirname(path))
+        raise CheckpointWriteError(
+            "cannot write %s (%s)%s; the partial file was removed. Free disk space or pass a "
+            "writable --logdir, then resume with --resume"
+            % (path, str(error).splitlines()[0],
+               "" if free is None else ", %.1f MB free there" % (free / 1e6))) from None
+    if keep_previous is not None and os.path.exists(path):
+        os.replace(path, keep_previous)
     os.replace(temporary, path)
+
+
+def _free_bytes(folder):
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def model_state_with_module_prefix(model):
@@ -37,41 +72,79 @@ def model_state_with_module_prefix(model):
     return {"module." + k: v for k, v in raw.state_dict().items()}
 
 
-def save_checkpoints(folder, model, optimizer, epochs_done, lr, best_p1, history, is_best):
-    """After epoch `epochs_done` (1-based) of a run in experiment `folder`: `best_epoch.bin` when
-    the epoch is the best, and `last.bin` always."""
+def save_best(folder, model, optimizer, epochs_done, lr):
+    """`best_epoch.bin` after epoch `epochs_done` (1-based), in the released format."""
     directory = os.path.join(folder, CHECKPOINT_FOLDER)
     os.makedirs(directory, exist_ok=True)
-    state = model_state_with_module_prefix(model)
-    released = {"epoch": epochs_done, "lr": lr, "model": state,
-                "optimizer": optimizer.state_dict()}
-    if is_best:
-        atomic_save(released, os.path.join(directory, BEST_NAME))
-    atomic_save(dict(released, best_p1=best_p1, history=history),
-                os.path.join(directory, LAST_NAME))
+    atomic_save({"epoch": epochs_done, "lr": lr, "model": model_state_with_module_prefix(model),
+                 "optimizer": optimizer.state_dict()}, os.path.join(directory, BEST_NAME))
 
 
-def find_resume_checkpoint(path):
-    """--resume takes last.bin itself or the experiment folder holding checkpoints/last.bin."""
-    candidate = os.path.join(path, CHECKPOINT_FOLDER, LAST_NAME) if os.path.isdir(path) else path
-    if not os.path.isfile(candidate):
-        raise WeightsError("nothing to resume: %s not found (pass the experiment folder or its "
-                           "%s/%s)" % (candidate, CHECKPOINT_FOLDER, LAST_NAME))
-    return candidate
+def save_last(folder, model, optimizer, position, lr, best_p1, history, progress=None):
+    """`last.bin`: everything to continue at `position` = (epoch, step) (see the module doc)."""
+    directory = os.path.join(folder, CHECKPOINT_FOLDER)
+    os.makedirs(directory, exist_ok=True)
+    epoch, step = position
+    atomic_save({"epoch": epoch, "step": step, "lr": lr,
+                 "model": model_state_with_module_prefix(model),
+                 "optimizer": optimizer.state_dict(), "best_p1": best_p1, "history": history,
+                 "progress": progress or {}},
+                os.path.join(directory, LAST_NAME),
+                keep_previous=os.path.join(directory, PREVIOUS_NAME))
 
 
-def resume_state(model, optimizer, path):
-    """Load `last.bin` at `path` into the model and optimiser; returns (epochs done, best P1,
-    history)."""
-    checkpoint = load_model_weights(model, path)
-    missing = [k for k in ("epoch", "optimizer") if k not in checkpoint]
-    if missing:
-        raise WeightsError("%s cannot be resumed: it lacks %s (a best_epoch.bin? resume from "
-                           "the experiment folder's %s/%s)"
-                           % (path, ", ".join(missing), CHECKPOINT_FOLDER, LAST_NAME))
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    return (checkpoint["epoch"], checkpoint.get("best_p1", float("inf")),
-            list(checkpoint.get("history", [])))
+def is_experiment_folder(folder):
+    """True for a folder this project made for a run (it holds the run's config.yaml)."""
+    return os.path.isfile(os.path.join(folder, CONFIG_NAME))
+
+
+def experiment_folder_of(path):
+    """The experiment folder a --resume PATH names (the folder itself, or its
+    checkpoints/last.bin); refuses anything else before any file is touched."""
+    folder = path
+    if os.path.isfile(path):
+        folder = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    if not os.path.isdir(folder) or not is_experiment_folder(folder):
+        raise WeightsError("--resume %s: not an experiment folder of this project (no %s in %s); "
+                           "pass the folder train.py made (<logdir>/<title>@<date-time>) or its "
+                           "%s/%s" % (path, CONFIG_NAME, folder, CHECKPOINT_FOLDER, LAST_NAME))
+    return folder
+
+
+def remove_partial_files(folder):
+    """Temporary files a killed save left in the checkpoint folder."""
+    directory = os.path.join(folder, CHECKPOINT_FOLDER)
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name.endswith(".tmp"):
+                os.remove(os.path.join(directory, name))
+
+
+def resume_state(model, optimizer, folder):
+    """Load the newest complete `last.bin` of `folder` (or `last.previous.bin` when `last.bin`
+    is missing or damaged) into the model and optimiser; returns (epoch, step, best P1, history,
+    progress), or None when the folder has no complete checkpoint yet (start from the beginning)."""
+    directory = os.path.join(folder, CHECKPOINT_FOLDER)
+    for name in (LAST_NAME, PREVIOUS_NAME):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            checkpoint = load_model_weights(model, path)
+        except WeightsError as error:
+            logger.warning("%s is damaged (%s); trying the previous checkpoint",
+                           path, str(error).splitlines()[0])
+            continue
+        missing = [k for k in ("epoch", "optimizer") if k not in checkpoint]
+        if missing:
+            raise WeightsError("%s cannot be resumed: it lacks %s" % (path, ", ".join(missing)))
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        logger.info("resuming from %s: epoch %d, step %d", path, checkpoint["epoch"],
+                    checkpoint.get("step", 0))
+        return (checkpoint["epoch"], checkpoint.get("step", 0),
+                checkpoint.get("best_p1", float("inf")), list(checkpoint.get("history", [])),
+                dict(checkpoint.get("progress", {})))
+    return None
 
 
 def find_checkpoint(path, backbone_type):

@@ -73,6 +73,10 @@ DEFAULTS = {
         "channels_last": False,
         "compile": False,
         "max_steps_per_epoch": 0,  # 0 = the whole split (debug/test runs use a few)
+        # last.bin every this many steps (and at every epoch's end); 0: at epoch ends only
+        "checkpoint_every_steps": 500,
+        # a collective that waits longer (a frozen or dead process) ends the run, naming it
+        "collective_timeout_s": 1800,
         "log_every": 50,
         "vis_every_epoch": True,
     },

@@ -4,8 +4,11 @@ One process per GPU (torchrun / torch.distributed.launch set RANK, WORLD_SIZE, L
 single plain process. NCCL on CUDA, gloo on CPU. Evaluation shards the frames contiguously and
 gathers them in rank order, so 1 and N processes give exactly the same table.
 """
+import datetime
 import math
 import os
+import re
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +23,8 @@ class Processes:
     world_size: int
     local_rank: int
     device: torch.device
+    control_group: object = None  # gloo group for CPU control messages (None: the default group)
+    node: str = ""                # host name (several nodes: the logs say who wrote what)
 
     @property
     def is_main(self):
@@ -35,10 +40,11 @@ def single_process(device="cpu"):
     return Processes(0, 1, 0, torch.device(device))
 
 
-def setup_processes(device=None, local_rank=None):
+def setup_processes(device=None, local_rank=None, timeout_s=1800):
     """Rank, world size and device from the launcher's variables; joins the process group.
 
-    `device` is 'cpu', 'cuda' or None (cuda when available)."""
+    `device` is 'cpu', 'cuda' or None (cuda when available). `timeout_s` bounds every
+    collective: a frozen or dead process ends the others' wait after it (instead of a hang)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", local_rank if local_rank is not None else 0))
@@ -54,9 +60,27 @@ def setup_processes(device=None, local_rank=None):
         torch_device = torch.device("cpu")
     else:
         raise DeviceError("--device must be cpu or cuda, got %r" % device)
+    control_group = None
+    timeout = datetime.timedelta(seconds=timeout_s)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    return Processes(rank, world_size, local_rank, torch_device)
+        backend = "nccl" if device == "cuda" else "gloo"
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        if restart > 0 and "MASTER_ADDR" in os.environ:
+            # A torchrun restart: the launcher's store still holds the previous attempt's
+            # addresses under the same keys, and a restarted process may read a dead one.
+            # A prefix per attempt keeps the attempts apart.
+            agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                                  world_size, is_master=rank == 0 and not agent_store,
+                                  timeout=timeout)
+            dist.init_process_group(backend, store=dist.PrefixStore("attempt%d" % restart, store),
+                                    rank=rank, world_size=world_size, timeout=timeout)
+        else:
+            dist.init_process_group(backend, timeout=timeout)
+        if device == "cuda":  # control messages are small CPU tensors: a gloo group for them
+            control_group = dist.new_group(backend="gloo", timeout=timeout)
+    return Processes(rank, world_size, local_rank, torch_device, control_group,
+                     socket.gethostname())
 
 
 def cleanup_processes(processes):
@@ -69,8 +93,36 @@ def broadcast_object(value, processes):
     if not processes.distributed:
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=processes.control_group)
     return box[0]
+
+
+def barrier(processes):
+    if processes.distributed:
+        dist.barrier(group=processes.control_group)
+
+
+def is_timeout(error):
+    """True for the error a collective raises when another process stops answering."""
+    text = str(error).lower()
+    return any(word in text for word in ("timed out", "timeout", "connection closed by peer",
+                                         "connection reset by peer", "broken pipe"))
+
+
+def unresponsive_ranks(processes, timeout_s=10):
+    """After a collective timed out: the ranks that do not answer a monitored barrier within
+    `timeout_s` (as rank 0 sees it; [] elsewhere, or when it cannot tell)."""
+    if not processes.distributed:
+        return []
+    try:
+        dist.monitored_barrier(group=processes.control_group,
+                               timeout=datetime.timedelta(seconds=timeout_s),
+                               wait_all_ranks=True)
+    except RuntimeError as error:
+        found = re.search(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier", str(error))
+        if found:
+            return [int(r) for r in found.group(1).replace(" ", "").split(",") if r]
+    return []
 
 
 def all_ranks_finite(loss, processes):
@@ -82,7 +134,7 @@ def all_ranks_finite(loss, processes):
         return True
     finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
     if processes.distributed:
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # on the model's device (NCCL on GPUs)
     return bool(finite.item())
 
 

@@ -6,7 +6,9 @@ mvn/distributed.py, the checkpoint files in mvn/checkpoint.py. train.py only par
 line.
 """
 import logging
+import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 
@@ -18,13 +20,16 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from mvn.batch import predict_pose, prepare_batch
-from mvn.checkpoint import find_resume_checkpoint, resume_state, save_checkpoints
+from mvn.checkpoint import CONFIG_NAME, experiment_folder_of, is_experiment_folder, \
+    remove_partial_files, resume_state, save_best, save_last
 from mvn.config import config_to_yaml
 from mvn.errors import CAPFError
-from mvn.distributed import all_ranks_finite, broadcast_object, gather_in_order, shard_range
+from mvn.distributed import all_ranks_finite, barrier, broadcast_object, gather_in_order, \
+    shard_range
 from mvn.metrics import format_table, mpjpe, per_action_errors, save_table
 from mvn.models import build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
+from mvn.stopping import StopSignals, TrainingStopped
 
 logger = logging.getLogger(__name__)
 ROOT_LOGGER = "mvn"  # every module logs under it; setup_logging configures it once
@@ -33,16 +38,18 @@ ROOT_LOGGER = "mvn"  # every module logs under it; setup_logging configures it o
 # ----------------------------------------------------------------------------------------------
 # Experiment folder and logging
 
-def setup_logging(folder, is_main):
+def setup_logging(folder, processes):
     """Messages of every `mvn.*` logger: console and `folder/train.log` on rank 0; errors only
-    on the other ranks (their warnings would repeat rank 0's). Returns the handlers to close."""
+    on the other ranks (their warnings would repeat rank 0's). With several processes each line
+    says which node and rank wrote it. Returns the handlers to close."""
     root = logging.getLogger(ROOT_LOGGER)
     close_logging()
-    root.setLevel(logging.INFO if is_main else logging.ERROR)
+    root.setLevel(logging.INFO if processes.is_main else logging.ERROR)
     root.propagate = False
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    who = " [%s rank %d]" % (processes.node, processes.rank) if processes.distributed else ""
+    formatter = logging.Formatter("%(asctime)s" + who + " %(levelname)s %(message)s", "%H:%M:%S")
     handlers = [logging.StreamHandler()]
-    if is_main and folder:
+    if processes.is_main and folder:
         handlers.append(logging.FileHandler(os.path.join(folder, "train.log")))
     for handler in handlers:
         handler.setFormatter(formatter)
@@ -58,28 +65,56 @@ def close_logging():
         handler.close()
 
 
-def make_experiment_folder(logdir, title, processes, suffix=""):
-    """logdir/<title><suffix>@<time>, created by rank 0 (the others get the same name)."""
-    name = broadcast_object("%s%s@%s" % (title, suffix, time.strftime("%Y%m%d-%H%M%S")),
-                            processes)
-    folder = os.path.join(logdir, name)
+def make_experiment_folder(logdir, name, processes):
+    """Create logdir/<name> for a new run, exclusively: when it exists (another run started in
+    the same second), '-2', '-3', ... is appended. Rank 0 creates it; every rank gets its path."""
+    folder = None
     if processes.is_main:
         try:
-            os.makedirs(folder, exist_ok=True)
-            probe = os.path.join(folder, ".writable")
-            with open(probe, "w"):
-                pass
-            os.remove(probe)
+            os.makedirs(logdir, exist_ok=True)
+            for attempt in range(1, 1000):
+                folder = os.path.join(logdir, name if attempt == 1 else "%s-%d" % (name, attempt))
+                try:
+                    os.mkdir(folder)
+                    break
+                except FileExistsError:
+                    continue
         except OSError as error:
-            raise CAPFError("cannot write the experiment folder %s under --logdir %s (%s); "
+            raise CAPFError("cannot create the experiment folder %s under --logdir %s (%s); "
                             "pass a --logdir that is a writable folder"
                             % (name, logdir, error.strerror or error)) from None
-    return folder
+    return broadcast_object(folder, processes)
 
 
-def write_config(folder, config):
-    with open(os.path.join(folder, "config.yaml"), "w") as f:
+def default_experiment_name(title, suffix=""):
+    return "%s%s@%s" % (title, suffix, time.strftime("%Y%m%d-%H%M%S"))
+
+
+def write_config(folder, config, name=CONFIG_NAME):
+    with open(os.path.join(folder, name), "w") as f:
         f.write(config_to_yaml(config))
+
+
+def record_config_change(folder, config):
+    """On a resume: the first start's config.yaml is kept; options that differ from it are
+    written to config.resume-<n>.yaml (what is in effect from then on) and logged."""
+    with open(os.path.join(folder, CONFIG_NAME)) as f:
+        first = f.read()
+    now = config_to_yaml(config)
+    if now == first:
+        return None
+    n = 1
+    while os.path.exists(os.path.join(folder, "config.resume-%d.yaml" % n)):
+        n += 1
+    name = "config.resume-%d.yaml" % n
+    write_config(folder, config, name)
+    before = set(first.splitlines())
+    changed = [line.strip() for line in now.splitlines() if line not in before]
+    logger.warning("resumed with other options than the run started with: %s (in effect from "
+                   "now on; recorded in %s, the first start's %s is kept)",
+                   ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else ""), name,
+                   CONFIG_NAME)
+    return name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,11 +238,25 @@ def make_loader(dataset, batch_size, config, device, sampler=None):
 # ----------------------------------------------------------------------------------------------
 # Training
 
-def seed_epoch(seed, epoch, rank):
-    """Seed the global RNG (drop path) from (seed, epoch, rank) and return the generator of the
-    per-batch flip draws: a resumed run draws what the uninterrupted one would have."""
-    torch.manual_seed(seed * 100003 + epoch * 1009 + rank)
-    return torch.Generator().manual_seed(seed * 7919 + epoch * 31 + rank)
+def seed_step(seed, epoch, step, rank):
+    """Seed the global RNG (drop path) from (seed, epoch, step, rank) and return the generator
+    of the step's flip draw: a run resumed at any step draws what the uninterrupted one would."""
+    torch.manual_seed(((seed * 1_000_003 + epoch) * 1_000_003 + step) * 1009 + rank)
+    return torch.Generator().manual_seed(((seed * 7919 + epoch) * 7919 + step) * 31 + rank)
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (shuffled by (seed, epoch), the same order on every restart) that can
+    start an epoch after its first `skip` samples: a run resumed mid-epoch continues at the very
+    next batch without loading the ones it had done."""
+
+    skip = 0
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.skip:])
+
+    def __len__(self):
+        return super().__len__() - self.skip
 
 
 def train_step(model, optimizer, batch, config, processes, flip_generator):
@@ -236,41 +285,52 @@ def train_step(model, optimizer, batch, config, processes, flip_generator):
 
 
 def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=None,
-                    global_step=0):
-    """One pass over the training split; returns statistics and the new global step."""
+                    global_step=0, start_step=0, progress=None, on_step=None):
+    """One pass over the training split from step `start_step` (the loader yields the batches
+    from there on); returns statistics and the new global step.
+
+    `progress` carries the epoch's sums so far (a resumed epoch reports the uninterrupted one's
+    mean loss). After each step `on_step(step_done, progress)` may save, or stop the run."""
     model.train()
-    flip_generator = seed_epoch(config.seed, epoch, processes.rank)
     max_steps = config.train.max_steps_per_epoch
-    total = len(loader) if max_steps <= 0 else min(max_steps, len(loader))
-    loss_sum, steps, skipped, samples = 0.0, 0, 0, 0
-    start = time.time()
-    bar = tqdm(total=total, desc="epoch %d" % epoch, disable=not processes.is_main,
-               dynamic_ncols=True)
+    total = start_step + len(loader)
+    total = total if max_steps <= 0 else min(max_steps, total)
+    progress = dict({"loss_sum": 0.0, "steps": 0, "skipped": 0, "samples": 0, "seconds": 0.0},
+                    **(progress or {}))
+    start = time.time() - progress["seconds"]
+    bar = tqdm(total=total, initial=start_step, desc="epoch %d" % epoch,
+               disable=not processes.is_main, dynamic_ncols=True)
     with bar:  # closed (its line ended) whatever happens, so that an error prints on its own
-        for step, batch in enumerate(loader):
+        for step, batch in enumerate(loader, start_step):
             if step >= total:
                 break
-            loss = train_step(model, optimizer, batch, config, processes, flip_generator)
+            flips = seed_step(config.seed, epoch, step, processes.rank)
+            loss = train_step(model, optimizer, batch, config, processes, flips)
             bar.update(1)
             if loss is None:
-                skipped += 1
+                progress["skipped"] += 1
                 logger.warning("epoch %d step %d: non-finite loss, step skipped (%d so far); its "
-                               "samples: %s", epoch, step, skipped, batch_records(loader, batch))
-                continue
-            samples += len(batch["images"]) * processes.world_size
-            steps += 1
-            global_step += 1
-            loss_value = loss.item()
-            loss_sum += loss_value
-            rate = samples / max(time.time() - start, 1e-9)
-            bar.set_postfix(loss="%.4f" % loss_value, samples_per_s="%.1f" % rate)
-            if writer is not None and global_step % config.train.log_every == 0:
-                writer.add_scalar("train/loss", loss_value, global_step)
-                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
-                writer.add_scalar("train/samples_per_s", rate, global_step)
+                               "samples: %s", epoch, step, progress["skipped"],
+                               batch_records(loader, batch))
+            else:
+                progress["samples"] += len(batch["images"]) * processes.world_size
+                progress["steps"] += 1
+                global_step += 1
+                loss_value = loss.item()
+                progress["loss_sum"] += loss_value
+                rate = progress["samples"] / max(time.time() - start, 1e-9)
+                bar.set_postfix(loss="%.4f" % loss_value, samples_per_s="%.1f" % rate)
+                if writer is not None and global_step % config.train.log_every == 0:
+                    writer.add_scalar("train/loss", loss_value, global_step)
+                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
+                    writer.add_scalar("train/samples_per_s", rate, global_step)
+            progress["seconds"] = time.time() - start
+            if on_step is not None and step + 1 < total:
+                on_step(step + 1, progress)
     elapsed = time.time() - start
-    stats = {"loss": loss_sum / max(steps, 1), "steps": steps, "skipped_steps": skipped,
-             "samples_per_s": samples / max(elapsed, 1e-9), "seconds": elapsed}
+    stats = {"loss": progress["loss_sum"] / max(progress["steps"], 1),
+             "steps": progress["steps"], "skipped_steps": progress["skipped"],
+             "samples_per_s": progress["samples"] / max(elapsed, 1e-9), "seconds": elapsed}
     return stats, global_step
 
 
@@ -367,22 +427,55 @@ def save_best_worst(path, dataset, predictions, targets):
 # ----------------------------------------------------------------------------------------------
 # The two jobs of train.py
 
-def fit(config, processes, logdir, resume=None):
-    """Train for config.train.n_epochs, evaluating after every epoch; returns the folder."""
+def open_run_folder(logdir, config, processes, resume=None, name=None):
+    """(experiment folder, resuming?) for fit: a new folder (exclusive; `name` or
+    <title>@<date-time>), the folder --resume names (refused unless it is an experiment folder),
+    or with resume='auto' the folder `name`, continued when it exists, else started."""
+    if resume == "auto":
+        if not name:
+            raise CAPFError("--resume auto continues the experiment folder that --name names: "
+                            "pass --name NAME (the same on every restart)")
+        candidate = os.path.join(logdir, name)
+        resuming = is_experiment_folder(candidate)
+        if not resuming and processes.is_main:
+            try:
+                os.makedirs(candidate, exist_ok=True)
+            except OSError as error:
+                raise CAPFError("cannot create the experiment folder %s (%s); pass a writable "
+                                "--logdir" % (candidate, error.strerror or error)) from None
+            if os.listdir(candidate):
+                raise CAPFError("--resume auto: %s exists but is not an experiment folder of "
+                                "this project (no %s); choose another --name"
+                                % (candidate, CONFIG_NAME))
+        return candidate, broadcast_object(resuming, processes)
+    if resume:
+        return experiment_folder_of(resume), True
+    return make_experiment_folder(logdir, name or default_experiment_name(config.title),
+                                  processes), False
+
+
+def fit(config, processes, logdir, resume=None, name=None):
+    """Train for config.train.n_epochs, evaluating after every epoch; returns the folder.
+
+    `resume`: an experiment folder (or its last.bin), or 'auto' with `name` (see
+    open_run_folder). The run continues at the exact step its last.bin recorded. SIGTERM,
+    SIGUSR1 and Ctrl-C end it after the step in flight with last.bin written (TrainingStopped).
+    A new run that fails before its first checkpoint leaves no folder behind."""
     from torch.utils.tensorboard import SummaryWriter
     from mvn.datasets import build_dataset
 
     configure_tf32(config)
-    if resume:
-        resume_path = find_resume_checkpoint(resume)
-        folder = os.path.dirname(os.path.dirname(os.path.abspath(resume_path)))
-    else:
-        folder = make_experiment_folder(logdir, config.title, processes)
-    setup_logging(folder, processes.is_main)
+    folder, resuming = open_run_folder(logdir, config, processes, resume, name)
+    setup_logging(folder, processes)
     writer = None
+    signals = StopSignals()
     try:
         if processes.is_main:
-            write_config(folder, config)
+            if resuming:
+                remove_partial_files(folder)
+                record_config_change(folder, config)
+            else:
+                write_config(folder, config)
         logger.info("experiment folder: %s (%d process(es), device %s)",
                     folder, processes.world_size, processes.device)
         train_set = build_dataset(config, "train")
@@ -392,10 +485,13 @@ def fit(config, processes, logdir, resume=None):
         torch.manual_seed(config.seed)  # the model's initialisation
         model = apply_channels_last(build_training_model(config).to(processes.device), config)
         optimizer = make_optimizer(model, config)
-        start_epoch, best_p1, history = 0, float("inf"), []
-        if resume:
-            start_epoch, best_p1, history = resume_state(model, optimizer, resume_path)
-            logger.info("resumed from %s at epoch %d", resume_path, start_epoch)
+        start_epoch, start_step, best_p1, history, progress = 0, 0, float("inf"), [], {}
+        state = resume_state(model, optimizer, folder) if resuming else None
+        if state is not None:
+            start_epoch, start_step, best_p1, history, progress = state
+        elif resuming:
+            logger.warning("%s holds no complete checkpoint yet: starting from the beginning",
+                           folder)
 
         ddp_model = model
         if processes.distributed:
@@ -403,20 +499,38 @@ def fit(config, processes, logdir, resume=None):
             ddp_model = DistributedDataParallel(model, device_ids=device_ids)
         train_model = torch.compile(ddp_model) if config.train.compile else ddp_model
 
-        sampler = DistributedSampler(train_set, num_replicas=processes.world_size,
-                                     rank=processes.rank, shuffle=True, seed=config.seed)
+        sampler = ResumableSampler(train_set, num_replicas=processes.world_size,
+                                   rank=processes.rank, shuffle=True, seed=config.seed)
         loader = make_loader(train_set, config.train.batch_size, config, processes.device,
                              sampler=sampler)
         if processes.is_main:
             writer = SummaryWriter(os.path.join(folder, "tensorboard"))
-        steps_per_epoch = min(len(loader), config.train.max_steps_per_epoch or len(loader))
-        global_step = start_epoch * steps_per_epoch
+        steps_per_epoch = min(math.ceil(len(sampler) / config.train.batch_size),
+                              config.train.max_steps_per_epoch or len(loader))
+        global_step = start_epoch * steps_per_epoch + start_step
+        every = config.train.checkpoint_every_steps
+        signals.__enter__()
 
         for epoch in range(start_epoch, config.train.n_epochs):
             sampler.set_epoch(epoch)
+            first = epoch == start_epoch
+            sampler.skip = start_step * config.train.batch_size if first else 0
             lr = set_learning_rate(optimizer, config, epoch)  # x lr_decay per finished epoch
-            stats, global_step = train_one_epoch(train_model, loader, optimizer, config, epoch,
-                                                 processes, writer, global_step)
+
+            def on_step(step_done, progress, epoch=epoch, lr=lr):
+                stop = signals.requested(processes, processes.control_group)
+                if stop or (every > 0 and step_done % every == 0):
+                    if processes.is_main:
+                        save_last(folder, model, optimizer, (epoch, step_done), lr, best_p1,
+                                  history, progress)
+                    barrier(processes)
+                if stop:
+                    raise stopped(signals, folder, epoch, step_done)
+
+            stats, global_step = train_one_epoch(
+                train_model, loader, optimizer, config, epoch, processes, writer, global_step,
+                start_step=start_step if first else 0, progress=progress if first else None,
+                on_step=on_step)
             errors, predictions, targets = evaluate(model, val_set, config, processes)
             p1, p2 = errors["average"]["p1"], errors["average"]["p2"]
             is_best, best_p1 = best_epoch_rule(p1, best_p1)
@@ -436,19 +550,43 @@ def fit(config, processes, logdir, resume=None):
                     log_validation_samples(writer, val_set, predictions, targets, epoch)
                 if is_best:
                     save_table(errors, folder, "best_evaluation")
-                save_checkpoints(folder, model, optimizer, epoch + 1, lr, best_p1, history,
-                                 is_best)
+                    save_best(folder, model, optimizer, epoch + 1, lr)
+                save_last(folder, model, optimizer, (epoch + 1, 0), lr, best_p1, history)
                 writer.flush()
-            if processes.distributed:
-                torch.distributed.barrier()
+            barrier(processes)
+            if signals.requested(processes, processes.control_group) \
+                    and epoch + 1 < config.train.n_epochs:
+                raise stopped(signals, folder, epoch + 1, 0)
         if processes.is_main and history:
             logger.info("best val P1 %.1f mm; checkpoints in %s", best_p1,
                         os.path.join(folder, "checkpoints"))
+    except BaseException as error:
+        if not resuming and not isinstance(error, TrainingStopped):
+            abandon_folder(folder, processes)
+        raise
     finally:
+        signals.close()
         if writer is not None:
             writer.close()
         close_logging()
     return folder
+
+
+def stopped(signals, folder, epoch, step):
+    return TrainingStopped("stopped by %s at epoch %d step %d; last.bin is written in %s"
+                           % (signals.received or "a stop signal", epoch, step, folder),
+                           epoch, step, folder)
+
+
+def abandon_folder(folder, processes):
+    """A new run failed before its first checkpoint: remove its folder (no empty folders)."""
+    if not processes.is_main or folder is None:
+        return
+    checkpoints = os.path.join(folder, "checkpoints")
+    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        return
+    close_logging()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_evaluation(config, processes, logdir, checkpoint_path, split="val"):
@@ -457,8 +595,9 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val"):
     from mvn.datasets import build_dataset
 
     configure_tf32(config)
-    folder = make_experiment_folder(logdir, config.title, processes, suffix="_eval")
-    setup_logging(folder, processes.is_main)
+    folder = make_experiment_folder(logdir, default_experiment_name(config.title, "_eval"),
+                                    processes)
+    setup_logging(folder, processes)
     try:
         model = build_model(config)
         checkpoint = load_model_weights(model, checkpoint_path)
@@ -475,6 +614,9 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val"):
             save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset, predictions,
                             targets)
             logger.info("results in %s", folder)
+    except BaseException:
+        abandon_folder(folder, processes)  # a failed evaluation leaves no folder
+        raise
     finally:
         close_logging()
     return errors, folder

@@ -1,13 +1,14 @@
-"""mvn.checkpoint: the released best_epoch.bin format, last.bin, resume, finding a checkpoint."""
+"""mvn.checkpoint: the released best_epoch.bin format, last.bin (mid-epoch position, the previous
+one kept), resume and its refusals, failed writes, finding a checkpoint."""
 import os
 
 import pytest
 import torch
 
-from mvn.checkpoint import (find_checkpoint, find_resume_checkpoint, model_state_with_module_prefix,
-                            resume_state, save_checkpoints)
+from mvn.checkpoint import (CheckpointWriteError, experiment_folder_of, find_checkpoint,
+                            model_state_with_module_prefix, resume_state, save_best, save_last)
 from mvn.config import load_config
-from mvn.engine import make_optimizer
+from mvn.engine import make_optimizer, write_config
 from mvn.models import build_model
 from mvn.models.weights import WeightsError
 
@@ -20,44 +21,87 @@ def tiny_model_and_optimizer():
     return model, make_optimizer(model, config)
 
 
-def test_best_and_last_checkpoints_hold_the_released_keys(tmp_path):
+def experiment(tmp_path):
+    folder = str(tmp_path / "run@20261126-120000")
+    os.makedirs(folder)
+    write_config(folder, load_config(None, TINY))
+    return folder
+
+
+def test_best_epoch_holds_exactly_the_released_keys(tmp_path):
     model, optimizer = tiny_model_and_optimizer()
-    history = [{"epoch": 0, "p1": 80.0}, {"epoch": 1, "p1": 70.0}]
-    save_checkpoints(str(tmp_path), model, optimizer, 2, 0.00064 * 0.99, 70.0, history, True)
+    save_best(str(tmp_path), model, optimizer, 2, 0.00064 * 0.99)
     best = torch.load(tmp_path / "checkpoints" / "best_epoch.bin", weights_only=True)
     assert set(best) == {"epoch", "lr", "model", "optimizer"}  # the released format, exactly
     assert best["epoch"] == 2 and best["lr"] == 0.00064 * 0.99
     assert set(best["model"]) == {"module." + k for k in model.state_dict()}
-    last = torch.load(tmp_path / "checkpoints" / "last.bin", weights_only=True)
-    assert last["epoch"] == 2 and last["best_p1"] == 70.0 and last["history"] == history
-    assert not [n for n in os.listdir(tmp_path / "checkpoints") if n.endswith(".tmp")]
-    # not the best: best_epoch.bin keeps the earlier epoch, last.bin moves on
-    save_checkpoints(str(tmp_path), model, optimizer, 3, 0.0006, 70.0, history, False)
-    assert torch.load(tmp_path / "checkpoints" / "best_epoch.bin", weights_only=True)["epoch"] == 2
-    assert torch.load(tmp_path / "checkpoints" / "last.bin", weights_only=True)["epoch"] == 3
 
 
-def test_resume_restores_weights_optimizer_and_progress(tmp_path):
+def test_last_keeps_the_previous_one_and_resume_falls_back_to_it(tmp_path):
+    folder = experiment(tmp_path)
     model, optimizer = tiny_model_and_optimizer()
     model.volume_net.head[1].bias.data.fill_(0.25)
-    optimizer.param_groups[0]["lr"] = 0.123
-    save_checkpoints(str(tmp_path), model, optimizer, 4, 0.123, 55.5, [{"epoch": 3}], True)
-    path = find_resume_checkpoint(str(tmp_path))                  # the folder works
-    assert path == os.path.join(str(tmp_path), "checkpoints", "last.bin")
+    save_last(folder, model, optimizer, (3, 40), 0.1, 55.5, [{"epoch": 2}], {"steps": 40})
+    model.volume_net.head[1].bias.data.fill_(0.5)
+    save_last(folder, model, optimizer, (3, 50), 0.1, 55.5, [{"epoch": 2}], {"steps": 50})
+    names = sorted(os.listdir(os.path.join(folder, "checkpoints")))
+    assert names == ["last.bin", "last.previous.bin"]          # no .tmp left
     fresh, fresh_optimizer = tiny_model_and_optimizer()
-    assert resume_state(fresh, fresh_optimizer, path) == (4, 55.5, [{"epoch": 3}])
+    assert resume_state(fresh, fresh_optimizer, folder) == (3, 50, 55.5, [{"epoch": 2}],
+                                                            {"steps": 50})
+    assert torch.equal(fresh.volume_net.head[1].bias, torch.full((3,), 0.5))
+    last = os.path.join(folder, "checkpoints", "last.bin")
+    with open(last, "r+b") as f:                                 # torn, e.g. a failing disk
+        f.truncate(os.path.getsize(last) // 3)
+    fresh, fresh_optimizer = tiny_model_and_optimizer()
+    assert resume_state(fresh, fresh_optimizer, folder)[:2] == (3, 40)   # the previous one
     assert torch.equal(fresh.volume_net.head[1].bias, torch.full((3,), 0.25))
-    assert fresh_optimizer.param_groups[0]["lr"] == 0.123
-    with pytest.raises(WeightsError, match="nothing to resume"):
-        find_resume_checkpoint(str(tmp_path / "elsewhere"))
+
+
+def test_a_folder_without_a_checkpoint_starts_over(tmp_path):
+    folder = experiment(tmp_path)
+    model, optimizer = tiny_model_and_optimizer()
+    assert resume_state(model, optimizer, folder) is None
+
+
+def test_resume_refuses_anything_but_an_experiment_folder(tmp_path):
+    folder = experiment(tmp_path)
+    assert experiment_folder_of(folder) == folder
+    os.makedirs(os.path.join(folder, "checkpoints"))
+    last = os.path.join(folder, "checkpoints", "last.bin")
+    open(last, "w").close()
+    assert experiment_folder_of(last) == folder
+    stray = tmp_path / "elsewhere" / "sub"
+    os.makedirs(stray)
+    (stray / "last.bin").write_bytes(b"x")
+    for path in (str(stray / "last.bin"), str(tmp_path / "elsewhere"), str(tmp_path / "none")):
+        with pytest.raises(WeightsError, match="not an experiment folder"):
+            experiment_folder_of(path)
+    assert os.listdir(tmp_path / "elsewhere") == ["sub"]   # nothing written there
+
+
+def test_a_failed_write_removes_its_partial_file_and_says_so(tmp_path, monkeypatch):
+    model, optimizer = tiny_model_and_optimizer()
+
+    def disk_full(obj, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 512")
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointWriteError, match="cannot write .*best_epoch.bin .*unexpected "
+                                                   "pos.*partial file was removed"):
+        save_best(str(tmp_path), model, optimizer, 1, 0.1)
+    assert os.listdir(tmp_path / "checkpoints") == []
 
 
 def test_a_best_epoch_file_without_optimizer_cannot_be_resumed(tmp_path):
+    folder = experiment(tmp_path)
     model, optimizer = tiny_model_and_optimizer()
-    path = str(tmp_path / "weights_only.bin")
-    torch.save({"model": model_state_with_module_prefix(model)}, path)
+    os.makedirs(os.path.join(folder, "checkpoints"))
+    torch.save({"model": model_state_with_module_prefix(model)},
+               os.path.join(folder, "checkpoints", "last.bin"))
     with pytest.raises(WeightsError, match="lacks epoch, optimizer"):
-        resume_state(model, optimizer, path)
+        resume_state(model, optimizer, folder)
 
 
 def test_released_checkpoint_name_is_found(tmp_path):

@@ -33,6 +33,7 @@ A store folder:
 """
 import json
 import os
+import shlex
 
 import cv2
 import h5py
@@ -73,12 +74,12 @@ def read_manifest(store_path):
         with open(path) as f:
             manifest = json.load(f)
     except (OSError, ValueError) as error:
-        raise StoreError("%s is not a store manifest (%s); rebuild the store with `%s ... "
-                         "--overwrite`" % (path, error, BUILD_COMMAND)) from None
+        raise StoreError("%s is not a store manifest (%s); rebuild the store with `%s --out %s "
+                         "--overwrite`" % (path, error, BUILD_COMMAND, store_path)) from None
     if manifest.get("version") != STORE_VERSION:
         raise StoreError("%s: store version %r, this code reads version %d; rebuild it with "
-                         "`%s ... --overwrite`" % (path, manifest.get("version"), STORE_VERSION,
-                                                  BUILD_COMMAND))
+                         "`%s --out %s --overwrite`" % (path, manifest.get("version"),
+                                                       STORE_VERSION, BUILD_COMMAND, store_path))
     return manifest
 
 
@@ -106,6 +107,17 @@ def write_manifest(store_path, manifest):
     os.replace(path + ".tmp", path)
 
 
+def command_for(store_path, manifest, overwrite=False):
+    """The manifest's build command aimed at the store actually being read (it may have been
+    moved since), optionally with --overwrite."""
+    parts = shlex.split(manifest.get("command") or BUILD_COMMAND)
+    if "--out" in parts and parts.index("--out") + 1 < len(parts):
+        parts[parts.index("--out") + 1] = store_path
+    else:
+        parts += ["--out", store_path]
+    return " ".join(shlex.quote(p) for p in parts + (["--overwrite"] if overwrite else []))
+
+
 def unfinished_chunks(split_entry):
     """Names of the chunks (sequences) of a manifest split entry that are not written yet."""
     return [chunk["name"] for chunk in split_entry["chunks"] if not chunk["done"]]
@@ -117,14 +129,14 @@ def check_split(manifest, split, store_path):
     if entry is None:
         raise StoreError("the store at %s has no '%s' split (it has: %s); build it with `%s "
                          "--splits %s`" % (store_path, split, ", ".join(manifest["splits"]) or
-                                           "none", manifest["command"], split))
+                                           "none", command_for(store_path, manifest), split))
     missing = unfinished_chunks(entry)
     if missing:
         shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
         raise StoreError("the store at %s is incomplete: split '%s' lacks %d of %d chunks (%s); "
                          "resume the build with `%s`" % (store_path, split, len(missing),
                                                          len(entry["chunks"]), shown,
-                                                         manifest["command"]))
+                                                         command_for(store_path, manifest)))
     return entry
 
 
@@ -150,7 +162,7 @@ def read_label_columns(group):
 # ----------------------------------------------------------------------------------------------
 # Frames
 
-def decode_jpeg(data, where):
+def decode_jpeg(data, where, store_path="<store>"):
     """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR, checked (mvn.images: a truncated crop is
     an error, not a grey one); `where` names the row in errors."""
     image, problem = decode_image(data, cv2.IMREAD_COLOR)
@@ -158,8 +170,8 @@ def decode_jpeg(data, where):
         problem = "a %dx%d image, not a %dx%d crop" % (image.shape[:2] + CROP_SHAPE[:2])
     if problem is not None:
         raise StoreError("%s: the stored crop is damaged (%s); check the store with `%s "
-                         "--out <store> --verify` and rebuild it with --overwrite"
-                         % (where, problem, BUILD_COMMAND))
+                         "--out %s --verify` and rebuild it with --overwrite"
+                         % (where, problem, BUILD_COMMAND, store_path))
     return image
 
 
@@ -178,7 +190,7 @@ class Human36MStoreDataset(LabelledCropDataset):
         self.path = os.path.join(store_path, entry["file"])
         if not os.path.isfile(self.path):
             raise StoreError("%s is missing although the manifest lists it; rebuild the store "
-                             "with `%s --overwrite`" % (self.path, manifest["command"]))
+                             "with `%s`" % (self.path, command_for(store_path, manifest, True)))
         try:
             with h5py.File(self.path, "r") as f:
                 columns = read_label_columns(f["labels"])
@@ -186,12 +198,12 @@ class Human36MStoreDataset(LabelledCropDataset):
                     self.frame_offset = f["frame_offset"][()]  # (N,) int64
                     self.frame_size = f["frame_size"][()]      # (N,) int64
         except (OSError, KeyError) as error:  # not HDF5, torn by a kill, or a dataset missing
-            raise StoreError("cannot read %s (%s); rebuild the store with `%s --overwrite`"
-                             % (self.path, error, manifest["command"])) from None
+            raise StoreError("cannot read %s (%s); rebuild the store with `%s`"
+                             % (self.path, error, command_for(store_path, manifest, True))) from None
         if len(columns) != entry["rows"]:
             raise StoreError("%s holds %d label rows but its manifest says %d; rebuild the store "
-                             "with `%s --overwrite`" % (self.path, len(columns), entry["rows"],
-                                                         manifest["command"]))
+                             "with `%s`" % (self.path, len(columns), entry["rows"],
+                                            command_for(store_path, manifest, True)))
         self.rows = np.arange(0, len(columns), frame_stride)  # store row of each sample
         self.labels = columns.subset(self.rows) if frame_stride > 1 else columns
         self._file, self._frames_dataset, self._pid = None, None, None
@@ -217,4 +229,5 @@ class Human36MStoreDataset(LabelledCropDataset):
             return frames[row]
         start = self.frame_offset[row]
         return decode_jpeg(frames[start:start + self.frame_size[row]],
-                           "%s row %d (%s)" % (self.path, row, self.labels.image[index].decode()))
+                           "%s row %d (%s)" % (self.path, row, self.labels.image[index].decode()),
+                           self.store_path)

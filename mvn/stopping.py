@@ -1,0 +1,58 @@
+"""Stopping a run cleanly: SIGTERM / SIGUSR1 (what a cluster scheduler sends before it kills a
+job) and Ctrl-C end the step in flight, every process agrees, `last.bin` is written, and the run
+exits with EXIT_STOPPED and one line saying how to resume.
+
+A signal only sets a flag; the training loop asks `StopSignals.requested(processes)` after every
+step, which combines the flags of every process (so all stop after the same step).
+"""
+import signal
+
+import torch
+import torch.distributed as dist
+
+from mvn.errors import CAPFError
+
+EXIT_STOPPED = 75          # "temporary failure" (sysexits EX_TEMPFAIL): resumable, not an error
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+
+
+class TrainingStopped(CAPFError):
+    """The run stopped on a signal after saving its state; the message says how to resume."""
+
+    def __init__(self, message, epoch, step, folder):
+        super().__init__(message)
+        self.epoch, self.step, self.folder = epoch, step, folder
+
+
+class StopSignals:
+    """Installs handlers for STOP_SIGNALS that record the signal instead of raising; restores
+    the previous handlers on close(). Use as a context manager around the training loop."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def _handle(self, number, frame):
+        self.received = signal.Signals(number).name
+
+    def requested(self, processes, group=None):
+        """True on every process when any of them received a stop signal."""
+        flag = torch.tensor([1 if self.received else 0], dtype=torch.int32)
+        if processes.distributed:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+        return bool(flag.item())
