@@ -31,7 +31,7 @@ REFERENCE_DIR = os.path.join(REPO_ROOT, "tests", "reference")
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
 from reference_weights import fill_reference_weights  # noqa: E402  (the reference fill)
 OPTION_KEYS = {"amp": "train.amp", "channels_last": "train.channels_last",
-               "compile": "train.compile"}
+               "compile": "train.compile", "tf32": "train.tf32"}
 DEFAULT_OPTIONS = ["fp32", "amp", "channels_last", "amp+channels_last"]
 VECTOR_FILES = {"hrnet_32": "hrnet32_fill_vectors.pt", "cpn": "cpn_fill_vectors.pt"}
 
@@ -50,6 +50,7 @@ def option_config(option, backbone):
 
 def build(config, device):
     """The filled model with the config's options, the module to call, and its optimiser."""
+    engine.configure_tf32(config)
     model = build_model(config)
     with torch.no_grad():
         fill_reference_weights(model.state_dict())

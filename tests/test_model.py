@@ -1,5 +1,6 @@
 """CA_PF: reference outputs, flip test, full-model layouts, frozen backbone."""
 import json
+import os
 
 import pytest
 import torch
@@ -138,3 +139,16 @@ def test_drop_path_rates_follow_linspace():
     model = build_model(load_config(None, TINY))
     rates = [b.drop_path.drop_prob for b in model.volume_net.res_blocks]
     assert rates == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2], abs=1e-7)  # float32 linspace
+
+
+def test_published_backbone_files_are_found_where_the_released_readme_puts_them(tmp_path,
+                                                                                monkeypatch):
+    from mvn.models import default_pretrained_path
+    monkeypatch.chdir(tmp_path)
+    assert default_pretrained_path("hrnet_32") == "data/pretrained/pose_hrnet_w32_256x192.pth"
+    os.makedirs("data/pretrained/coco")
+    open("data/pretrained/coco/pose_hrnet_w48_256x192.pth", "wb").close()
+    assert default_pretrained_path("hrnet_48") == "data/pretrained/coco/pose_hrnet_w48_256x192.pth"
+    open("data/pretrained/pose_hrnet_w48_256x192.pth", "wb").close()      # ours comes first
+    assert default_pretrained_path("hrnet_48") == "data/pretrained/pose_hrnet_w48_256x192.pth"
+    assert default_pretrained_path("hrnet_tiny") is None

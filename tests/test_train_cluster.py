@@ -19,6 +19,11 @@ from test_train import CONFIG, options, only_folder
 STEPS = 12  # steps per epoch: long enough to be killed in the middle
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def run_options(root, **extra):
     values = {"train.n_epochs": 2, "train.max_steps_per_epoch": STEPS, "train.batch_size": 4,
               "train.checkpoint_every_steps": 1}
@@ -135,8 +140,8 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_exact(synthetic_h36m, straig
     resumed = start(launcher(nproc) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
                                        "--resume", folder, "--opts"]
                     + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
-    assert finish(resumed) == 0, open(tmp_path / "resume.log").read()[-3000:]
-    assert "resuming from" in open(tmp_path / "resume.log").read()
+    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
+    assert "resuming from" in read(tmp_path / "resume.log")
     assert_same_run(straight[nproc], final_state(folder))
 
 
@@ -162,9 +167,9 @@ def test_a_kill_during_the_first_save_is_resumable(synthetic_h36m, straight, tmp
     resumed = start(launcher(1) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
                                    "--resume", folder, "--opts"] + run_options(synthetic_h36m),
                     str(tmp_path / "resume.log"))
-    assert finish(resumed) == 0, open(tmp_path / "resume.log").read()[-3000:]
+    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
     assert "no complete checkpoint yet: starting from the beginning" in \
-        open(tmp_path / "resume.log").read()
+        read(tmp_path / "resume.log")
     assert not os.path.exists(os.path.join(folder, "checkpoints", "last.bin.tmp"))
     assert_same_run(straight[1], final_state(folder))
 
@@ -179,7 +184,7 @@ def test_sigterm_stops_after_the_step_with_one_line_and_resumes_exactly(syntheti
     wait_until(lambda: (position(folder) or (-1, -1)) >= (0, 4), 240, "step 4")
     os.kill(process.pid, signal.SIGTERM)
     assert finish(process, timeout=120) == 75                      # EXIT_STOPPED
-    text = open(tmp_path / "first.log").read()
+    text = read(tmp_path / "first.log")
     assert "Traceback" not in text
     line = [l for l in text.replace("\r", "\n").splitlines() if "stopped by SIGTERM" in l]
     assert len(line) == 1 and "resume with: python train.py" in line[0]
@@ -189,7 +194,7 @@ def test_sigterm_stops_after_the_step_with_one_line_and_resumes_exactly(syntheti
     resumed = start(launcher(1) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
                                    "--resume", "auto", "--name", "run", "--opts"]
                     + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
-    assert finish(resumed) == 0, open(tmp_path / "resume.log").read()[-3000:]
+    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
     assert_same_run(straight[1], final_state(folder))
 
 
@@ -237,8 +242,8 @@ def test_torchrun_restarts_a_killed_worker_and_resume_auto_finishes_the_same_run
     except BaseException:
         finish(process, timeout=1)
         raise
-    assert finish(process, timeout=400) == 0, open(tmp_path / "run.log").read()[-3000:]
-    assert "resuming from" in open(tmp_path / "run.log").read()
+    assert finish(process, timeout=400) == 0, read(tmp_path / "run.log")[-3000:]
+    assert "resuming from" in read(tmp_path / "run.log")
     assert_same_run(straight[2], final_state(folder))
 
 
@@ -257,7 +262,7 @@ def test_a_frozen_rank_ends_the_job_within_the_timeout_naming_it(synthetic_h36m,
         os.kill(workers[-1], signal.SIGSTOP)                          # rank 1 stops answering
 
         def message():
-            text = open(tmp_path / "run.log").read()
+            text = read(tmp_path / "run.log")
             return [l for l in text.splitlines() if "did not answer within" in l]
         lines = wait_until(message, timeout_s + 30, "the timeout message")
         assert time.time() - frozen < timeout_s + 30
@@ -285,8 +290,8 @@ def test_two_agents_as_two_nodes_train_and_evaluate_like_one_process(synthetic_h
                          "train.py"] + args, str(tmp_path / ("%s%d.log" % (name, n))))
                   for n in range(2)]
         codes = [finish(agent, timeout=300) for agent in agents]
-        assert codes == [0, 0], open(tmp_path / ("%s0.log" % name)).read()[-3000:]
-        return open(tmp_path / ("%s0.log" % name)).read() + open(tmp_path / ("%s1.log" % name)).read()
+        assert codes == [0, 0], read(tmp_path / ("%s0.log" % name))[-3000:]
+        return read(tmp_path / ("%s0.log" % name)) + read(tmp_path / ("%s1.log" % name))
 
     text = two_nodes(["--logdir", logdir] + common, "train")
     folder = only_folder(logdir)
@@ -298,7 +303,7 @@ def test_two_agents_as_two_nodes_train_and_evaluate_like_one_process(synthetic_h
                                         "--checkpoint", checkpoint] + common,
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    tables = [json.load(open(os.path.join(only_folder(str(tmp_path / d)), "evaluation.json")))
+    tables = [json.loads(read(os.path.join(only_folder(str(tmp_path / d)), "evaluation.json")))
               for d in ("eval1", "eval2")]
     assert tables[0] == tables[1]
 
@@ -325,7 +330,7 @@ def test_two_store_builds_on_one_folder_never_damage_it(synthetic_h36m, tmp_path
         builds = [start(command, str(tmp_path / ("build%d_%d.log" % (trial, n))))
                   for n in range(2)]
         codes = [finish(build, timeout=300) for build in builds]
-        logs = [open(tmp_path / ("build%d_%d.log" % (trial, n))).read() for n in range(2)]
+        logs = [read(tmp_path / ("build%d_%d.log" % (trial, n))) for n in range(2)]
         for code, log in zip(codes, logs):
             assert code == 0 or (code == 2 and "another prepare_store.py build is running" in log
                                  and "--overwrite" not in log), log[-2000:]

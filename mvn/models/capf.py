@@ -65,14 +65,20 @@ class CA_PF(nn.Module):
         return self
 
     def forward(self, images, keypoints_2d, keypoints_2d_crop):
-        images = images.permute(0, 3, 1, 2)  # (B, 3, 256, 192)
+        return self.lift(keypoints_2d, keypoints_2d_crop, self.backbone_features(images))
+
+    def backbone_features(self, images):
+        """(B, 256, 192, 3) prepared images -> the feature maps volume_net samples."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_backbone):
+            features = self.backbone(images.permute(0, 3, 1, 2))  # 4 maps (B, C_l, H_l, W_l)
+        return features[:len(self.volume_net.feat_embed)]
+
+    def lift(self, keypoints_2d, keypoints_2d_crop, features):
+        """volume_net on the 2D joints and the backbone's feature maps -> (B, 1, 17, 3)."""
         # Crop pixels -> grid coordinates. QUIRK: divides by (96, 128), not (95.5, 127.5), so
         # x = 191 maps to 0.99 rather than 1 (the reference does this in place on its argument;
         # here the argument is left untouched).
         ref = keypoints_2d_crop / keypoints_2d_crop.new_tensor([96.0, 128.0]) - 1  # (B, 17, 2)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_backbone):
-            features = self.backbone(images)  # 4 maps (B, C_l, H_l, W_l)
-        features = features[:len(self.volume_net.feat_embed)]
         return self.volume_net(keypoints_2d, ref, features)
 
 
