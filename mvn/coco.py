@@ -35,12 +35,8 @@ BOX_PADDING = 1.25            # HRNet's enlargement of a detector box (box_to_ce
 HEAD_EXTENSION = 0.5  # head = face + 0.5 (face - thorax): the top of the head, along the neck
 H36M_FROM_COCO = (
     ("pelvis", {11: 0.5, 12: 0.5}),                      # mid-hips
-    ("r_hip", {12: 1.0}),
-    ("r_knee", {14: 1.0}),
-    ("r_ankle", {16: 1.0}),
-    ("l_hip", {11: 1.0}),
-    ("l_knee", {13: 1.0}),
-    ("l_ankle", {15: 1.0}),
+    ("r_hip", {12: 1.0}), ("r_knee", {14: 1.0}), ("r_ankle", {16: 1.0}),
+    ("l_hip", {11: 1.0}), ("l_knee", {13: 1.0}), ("l_ankle", {15: 1.0}),
     ("spine", {11: 0.25, 12: 0.25, 5: 0.25, 6: 0.25}),   # midpoint of pelvis and thorax
     ("thorax", {5: 0.5, 6: 0.5}),                        # mid-shoulders
     ("neck/nose", {0: 1.0}),                             # nose
@@ -48,12 +44,8 @@ H36M_FROM_COCO = (
     ("head", {1: 0.25 * (1 + HEAD_EXTENSION), 2: 0.25 * (1 + HEAD_EXTENSION),
               3: 0.25 * (1 + HEAD_EXTENSION), 4: 0.25 * (1 + HEAD_EXTENSION),
               5: -0.5 * HEAD_EXTENSION, 6: -0.5 * HEAD_EXTENSION}),
-    ("l_shoulder", {5: 1.0}),
-    ("l_elbow", {7: 1.0}),
-    ("l_wrist", {9: 1.0}),
-    ("r_shoulder", {6: 1.0}),
-    ("r_elbow", {8: 1.0}),
-    ("r_wrist", {10: 1.0}),
+    ("l_shoulder", {5: 1.0}), ("l_elbow", {7: 1.0}), ("l_wrist", {9: 1.0}),
+    ("r_shoulder", {6: 1.0}), ("r_elbow", {8: 1.0}), ("r_wrist", {10: 1.0}),
 )
 COCO_TO_H36M = np.zeros((17, 17))  # (H36M joint, COCO keypoint) weights
 for _joint, (_name, _weights) in enumerate(H36M_FROM_COCO):

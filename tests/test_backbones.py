@@ -45,22 +45,23 @@ def channel_means(features):
     return [f.mean(dim=(0, 2, 3)) for f in features]
 
 
-@pytest.fixture(scope='module')
-def hrnet32_run():
-    ref = load_reference('hrnet32_fill_vectors.pt')
-    model = filled_backbone('hrnet_32')
+def filled_run(vectors, backbone):
+    """(filled backbone, reference vectors, its features on the reference images)."""
+    ref = load_reference(vectors)
+    model = filled_backbone(backbone)
     with torch.no_grad():
         features = model(ref['images'].permute(0, 3, 1, 2))
     return model, ref, features
+
+
+@pytest.fixture(scope='module')
+def hrnet32_run():
+    return filled_run('hrnet32_fill_vectors.pt', 'hrnet_32')
 
 
 @pytest.fixture(scope='module')
 def cpn_run():
-    ref = load_reference('cpn_fill_vectors.pt')
-    model = filled_backbone('cpn')
-    with torch.no_grad():
-        features = model(ref['images'].permute(0, 3, 1, 2))
-    return model, ref, features
+    return filled_run('cpn_fill_vectors.pt', 'cpn')
 
 
 # ---------------------------------------------------------------- layout and size

@@ -223,6 +223,16 @@ def corrupted_copy(root, tmp_path, split_file, record=2, truncate=True):
     return copy, name
 
 
+def evaluate_untrained(root, tmp_path, **extra):
+    """train.py --eval of a freshly initialised model (saved as best_epoch.bin) on `root`."""
+    from mvn.models import build_model
+    model_path = str(tmp_path / "best_epoch.bin")
+    torch.save({"epoch": 1, "lr": 0.0, "model": model_state_with_module_prefix(
+        build_model(load_config(CONFIG, options(root)))), "optimizer": {}}, model_path)
+    return run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device", "cpu",
+                      "--eval", "--checkpoint", model_path, "--opts"] + options(root, **extra))
+
+
 def error_lines(stderr):
     assert "Traceback" not in stderr and "Caught" not in stderr, stderr[-2000:]
     lines = stderr.replace("\r", "\n").splitlines()  # progress bars redraw with \r
@@ -245,14 +255,7 @@ def test_a_truncated_training_frame_stops_with_one_line_naming_it(synthetic_h36m
 
 def test_a_truncated_validation_frame_stops_evaluation_with_one_line(synthetic_h36m, tmp_path):
     root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_validation.pkl", record=9)
-    model_path = str(tmp_path / "best_epoch.bin")
-    config = load_config(CONFIG, options(root))
-    from mvn.models import build_model
-    torch.save({"epoch": 1, "lr": 0.0, "model": model_state_with_module_prefix(
-        build_model(config)), "optimizer": {}}, model_path)
-    result = run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
-                        "cpu", "--eval", "--checkpoint", model_path, "--opts"]
-                       + options(root, **{"dataset.val_frame_stride": 1}))
+    result = evaluate_untrained(root, tmp_path, **{"dataset.val_frame_stride": 1})
     assert result.returncode == 2
     (line,) = error_lines(result.stderr)
     assert name in line and "truncated JPEG" in line and "record 9 of" in line
@@ -263,13 +266,7 @@ def test_a_missing_frame_with_a_stride_and_workers_names_its_file_record(synthet
     # validation stride 9: sample 2 is record 18 of the label file, which is what is named
     root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_validation.pkl", record=18,
                                 truncate=False)
-    model_path = str(tmp_path / "best_epoch.bin")
-    from mvn.models import build_model
-    torch.save({"epoch": 1, "lr": 0.0, "model": model_state_with_module_prefix(
-        build_model(load_config(CONFIG, options(root)))), "optimizer": {}}, model_path)
-    result = run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
-                        "cpu", "--eval", "--checkpoint", model_path, "--opts"]
-                       + options(root, **{"dataset.num_workers": 2}))
+    result = evaluate_untrained(root, tmp_path, **{"dataset.num_workers": 2})
     assert result.returncode == 2
     (line,) = error_lines(result.stderr)
     assert name in line and "does not exist" in line and "(record 18 of" in line
