@@ -144,6 +144,12 @@ def test_resumed_run_reproduces_uninterrupted_weights(synthetic_h36m, tmp_path):
         return [{k: v for k, v in h.items() if k != "samples_per_s"} for h in history]
     assert len(b["history"]) == 2
     assert without_speed(a["history"]) == without_speed(b["history"])  # losses, P1, P2 equal
+    # the first start's config is kept; what the resume changed is recorded beside it
+    import yaml
+    with open(os.path.join(folder, "config.yaml")) as f:
+        assert yaml.safe_load(f)["train"]["n_epochs"] == 1
+    with open(os.path.join(folder, "config.resume-1.yaml")) as f:
+        assert yaml.safe_load(f)["train"]["n_epochs"] == 2
 
 
 def test_missing_image_names_file_and_record(synthetic_h36m, tmp_path, capsys):
