@@ -509,7 +509,7 @@ def fit(config, processes, logdir, resume=None, name=None):
                               config.train.max_steps_per_epoch or len(loader))
         global_step = start_epoch * steps_per_epoch + start_step
         every = config.train.checkpoint_every_steps
-        signals.__enter__()
+        signals.install()
 
         for epoch in range(start_epoch, config.train.n_epochs):
             sampler.set_epoch(epoch)

@@ -33,6 +33,10 @@ class StopSignals:
         self._previous = {}
 
     def __enter__(self):
+        return self.install()
+
+    def install(self):
+        """Handle STOP_SIGNALS from now on (until close())."""
         for name in STOP_SIGNALS:
             number = getattr(signal, name, None)
             if number is not None:
