@@ -5,6 +5,7 @@ r"""Train or evaluate CA-PF. Accepts the published commands unchanged:
         --config experiments/human36m/train/human36m_vol_softmax_single.yaml --logdir ./logs
     torchrun --nproc_per_node=4 train.py --config ... --logdir ./logs
     python train.py --config experiments/synthetic/tiny.yaml --logdir ./logs --device cpu
+    python train.py --config experiments/mpi_inf_3dhp/hrnet_32.yaml --logdir ./logs [--eval]
 
 Errors in the inputs (config, labels, images, weights, device) end it with one line and exit
 status 2.
@@ -33,8 +34,11 @@ def parse_args(argv=None):
     parser.add_argument("--eval", action="store_true", help="evaluate --checkpoint, no training")
     parser.add_argument("--eval_dataset", choices=("train", "val"), default="val",
                         help="split evaluated by --eval")
-    parser.add_argument("--checkpoint", default="checkpoint/best_epoch.bin",
-                        help="weights for --eval (also finds best_epoch_<backbone>.bin)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="weights for --eval; default checkpoint/best_epoch.bin (also finds "
+                             "best_epoch_<backbone>.bin), for MPI-INF-3DHP configs the published "
+                             "checkpoint/HRNet_32_64_no_refine_24_3214.pth (hrnet_32) or "
+                             "HRNet_48_96_no_refine_45_3125.pth (hrnet_48)")
     parser.add_argument("--backbone", choices=("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny"),
                         help="overrides model.backbone.type")
     parser.add_argument("--resume", metavar="FOLDER|auto",
@@ -68,6 +72,18 @@ def config_from_args(args, warn=None):
     return load_config(args.config, overrides, warn=warn)
 
 
+def default_checkpoint(config):
+    """--eval's checkpoint when none is given: the published file of the config's benchmark."""
+    if config.dataset.name == "mpi_inf_3dhp":
+        from mvn.mpi_inf_3dhp import PUBLISHED_CHECKPOINTS
+        name = PUBLISHED_CHECKPOINTS.get(config.model.backbone.type)
+        if name is None:
+            raise CAPFError("no published MPI-INF-3DHP checkpoint for backbone '%s': pass "
+                            "--checkpoint PATH" % config.model.backbone.type)
+        return os.path.join("checkpoint", name)
+    return os.path.join("checkpoint", "best_epoch.bin")
+
+
 def resume_hint(argv, folder):
     """The command line to continue a stopped run: the same arguments, --resume FOLDER."""
     args, skip = [], False
@@ -95,7 +111,8 @@ def main(argv=None):
     try:
         config = config_from_args(args, warn=warn_once)
         if args.eval:
-            checkpoint = find_checkpoint(args.checkpoint, config.model.backbone.type)
+            checkpoint = find_checkpoint(args.checkpoint or default_checkpoint(config),
+                                         config.model.backbone.type)
         processes = distributed.setup_processes(args.device, args.local_rank,
                                                 config.train.collective_timeout_s)
         if args.eval:

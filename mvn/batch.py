@@ -7,7 +7,7 @@ shape (B, 256, 192, 3) for images (BGR uint8 from OpenCV), (B, 17, 2) for 2D joi
 import torch
 
 from mvn.geometry import CROP_SHAPE
-from mvn.skeleton import FLIP_PERMUTATION
+from mvn.skeleton import HUMAN36M
 
 HRNET_MEAN_RGB = (0.485, 0.456, 0.406)
 HRNET_STD_RGB = (0.229, 0.224, 0.225)
@@ -42,60 +42,63 @@ def prepare_images(images_bgr, backbone_type):
     return rgb.float() * step + offset
 
 
-def root_relative(keypoints_3d):
-    """(..., 17, 3): joints minus the pelvis (joint 0); the pelvis becomes exactly 0."""
-    return keypoints_3d - keypoints_3d[..., :1, :]
+def root_relative(keypoints_3d, skeleton=HUMAN36M):
+    """(..., 17, 3): joints minus the root (Human3.6M: the pelvis, joint 0); the root becomes
+    exactly 0. (MPI-INF-3DHP samples are already relative, their root row 0: unchanged.)"""
+    root = skeleton.root_joint
+    return keypoints_3d - keypoints_3d[..., root:root + 1, :]
 
 
-def swap_left_right(joints):
+def swap_left_right(joints, skeleton=HUMAN36M):
     """(..., 17, C): exchange left and right joints."""
-    return joints[..., FLIP_PERMUTATION, :]
+    return joints[..., skeleton.flip_permutation, :]
 
 
-def mirror_x(joints, offset=0.0):
+def mirror_x(joints, offset=0.0, skeleton=HUMAN36M):
     """(..., 17, C): x -> offset - x, other coordinates kept, then left/right swapped."""
     x = offset - joints[..., :1]
-    return swap_left_right(torch.cat([x, joints[..., 1:]], -1))
+    return swap_left_right(torch.cat([x, joints[..., 1:]], -1), skeleton)
 
 
 def flip_batch(images, keypoints_2d, keypoints_2d_crop, keypoints_3d=None,
-               crop_width=CROP_SHAPE[1]):
+               crop_width=CROP_SHAPE[1], skeleton=HUMAN36M):
     """Mirror a whole batch: image along width, joints x -> -x (crop: 191 - x)."""
     flipped = (
-        images.flip(2),                                  # (B, H, W, 3): W is dim 2
-        mirror_x(keypoints_2d),                          # screen-normalised: centred on 0
-        mirror_x(keypoints_2d_crop, crop_width - 1.0),   # crop pixels
+        images.flip(2),                                            # (B, H, W, 3): W is dim 2
+        mirror_x(keypoints_2d, skeleton=skeleton),                 # screen-normalised: on 0
+        mirror_x(keypoints_2d_crop, crop_width - 1.0, skeleton),   # crop pixels
     )
     if keypoints_3d is not None:
-        flipped = flipped + (mirror_x(keypoints_3d),)
+        flipped = flipped + (mirror_x(keypoints_3d, skeleton=skeleton),)
     return flipped
 
 
-def flip_test(model, images, keypoints_2d, keypoints_2d_crop):
+def flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton=HUMAN36M):
     """Average of the prediction and the un-mirrored prediction of the mirrored batch."""
     prediction = model(images, keypoints_2d, keypoints_2d_crop)  # (B, 1, 17, 3)
     flipped_prediction = model(*flip_batch(images, keypoints_2d, keypoints_2d_crop,
-                                           crop_width=images.shape[2]))
-    return (prediction + mirror_x(flipped_prediction)) / 2
+                                           crop_width=images.shape[2], skeleton=skeleton))
+    return (prediction + mirror_x(flipped_prediction, skeleton=skeleton)) / 2
 
 
-def predict_pose(model, images, keypoints_2d, keypoints_2d_crop, use_flip_test=True):
+def predict_pose(model, images, keypoints_2d, keypoints_2d_crop, use_flip_test=True,
+                 skeleton=HUMAN36M):
     """THE prediction, as evaluation scores it and the demo writes it: (B, 17, 3) float32,
-    camera frame, metres, relative to the pelvis as the model was trained (targets are
+    camera frame, in the targets' unit (Human3.6M metres, MPI-INF-3DHP mm), relative to the root as the model was trained (targets are
     root-relative; the pelvis row is the model's own output, close to 0, and is not re-rooted,
     as in the released evaluation). With the flip test unless `use_flip_test` is False."""
     if use_flip_test:
-        prediction = flip_test(model, images, keypoints_2d, keypoints_2d_crop)
+        prediction = flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton)
     else:
         prediction = model(images, keypoints_2d, keypoints_2d_crop)   # (B, 1, 17, 3)
     return prediction.float()[:, 0]
 
 
-def prepare_batch(batch, backbone_type, device, flip=False):
+def prepare_batch(batch, backbone_type, device, flip=False, skeleton=HUMAN36M):
     """A DataLoader batch dict -> model inputs and the root-relative target, on `device`.
 
     `batch` holds 'images' (B,256,192,3) uint8 BGR, 'keypoints_2d' (B,17,2),
-    'keypoints_2d_crop' (B,17,2) and 'keypoints_3d' (B,1,17,3) metres. With `flip`, the whole
+    'keypoints_2d_crop' (B,17,2) and 'keypoints_3d' (B,1,17,3) (metres, or mm for MPI-INF-3DHP). With `flip`, the whole
     batch is mirrored (QUIRK, docs/fidelity.md: the training loop draws once per batch, not per sample).
     """
     non_blocking = device.type == "cuda"
@@ -105,8 +108,9 @@ def prepare_batch(batch, backbone_type, device, flip=False):
                                                       non_blocking=non_blocking)
     keypoints_3d = batch["keypoints_3d"].to(device, torch.float32, non_blocking=non_blocking)
     images = prepare_images(images, backbone_type)
-    target = root_relative(keypoints_3d)
+    target = root_relative(keypoints_3d, skeleton)
     if flip:
         images, keypoints_2d, keypoints_2d_crop, target = flip_batch(
-            images, keypoints_2d, keypoints_2d_crop, target, crop_width=images.shape[2])
+            images, keypoints_2d, keypoints_2d_crop, target, crop_width=images.shape[2],
+            skeleton=skeleton)
     return images, keypoints_2d, keypoints_2d_crop, target

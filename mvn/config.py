@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 # Backbone types and what they imply (feature widths and pretrained file names live in
 # mvn/models/capf.py: the type alone decides them).
 BACKBONE_TYPES = ("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny")
+DATASET_NAMES = ("human36m", "mpi_inf_3dhp")
 
 DEFAULTS = {
     "title": "capf",         # experiment folders: <logdir>/<title>@<date-time>
@@ -32,7 +33,12 @@ DEFAULTS = {
             # "none" trains from the random initialisation (synthetic and test configs only).
             "pretrained": "",
             "frozen": True,
+            # BatchNorm of a frozen backbone while training: "eval" (running statistics, kept)
+            # or "train" (batch statistics, running ones updated: the MPI-INF-3DHP code, Q4).
+            "bn_mode": "eval",
         },
+        # Deformable context blocks (Human3.6M CA-PF); the MPI-INF-3DHP models have none.
+        "deformable_context": True,
         "embed_dim_ratio": 128,  # D, the token width
         "depth": 4,              # blocks per group (context, per-joint levels, joints)
         "levels": 4,             # backbone feature maps sampled
@@ -41,6 +47,9 @@ DEFAULTS = {
         "init_weights": "",
     },
     "dataset": {
+        # "human36m" or "mpi_inf_3dhp" (root: the folder holding mpi_inf_3dhp/ and
+        # mpi_inf_3dhp_test_set/; the val split is the test set, as in the released code)
+        "name": "human36m",
         "format": "pkl",         # "pkl" (published label files + images) or "store"
         "root": "H36M-Toolbox/images",
         "train_labels_path": "H36M-Toolbox/" + h36m.LABEL_FILES["train"],
@@ -78,15 +87,24 @@ DEFAULTS = {
         # a collective that waits longer (a frozen or dead process) ends the run, naming it
         "collective_timeout_s": 1800,
         "log_every": 50,
+        # The best epoch: its validation P1 rounded to this many mm (0: not rounded), then a
+        # strict < (Human3.6M's released loop rounds to 0.1 mm, the MPI-INF-3DHP one does not).
+        "best_epoch_round_mm": 0.1,
         "vis_every_epoch": True,
     },
     "val": {
         "batch_size": 512,
         "flip_test": True,
         "max_batches": 0,        # 0 = the whole split
+        # MPI-INF-3DHP: the printed MPJPE averages all 17 joints, the root (error 0) included,
+        # as the released code does (Q5); false: the 16 others.
+        "root_in_mpjpe": True,
     },
     "loss": {
         "grad_clip": 0.0,        # > 0: clip gradient norm at grad_clip / train.volume_net_lr
+        # The MPJPE loss over all 17 joints, the root (target 0) included, as both released
+        # codes train (Q5 of MPI-INF-3DHP); false: the 16 others.
+        "include_root": True,
     },
 }
 
@@ -198,6 +216,16 @@ def _validate(config, source):
     if backbone not in BACKBONE_TYPES:
         raise ConfigError("%s: model.backbone.type '%s' is not one of %s"
                           % (source, backbone, ", ".join(BACKBONE_TYPES)))
+    if config["dataset"]["name"] not in DATASET_NAMES:
+        raise ConfigError("%s: dataset.name must be one of %s, got '%s'"
+                          % (source, ", ".join(DATASET_NAMES), config["dataset"]["name"]))
+    if config["model"]["backbone"]["bn_mode"] not in ("eval", "train"):
+        raise ConfigError("%s: model.backbone.bn_mode must be 'eval' or 'train', got '%s'"
+                          % (source, config["model"]["backbone"]["bn_mode"]))
+    if config["dataset"]["name"] == "mpi_inf_3dhp" and config["dataset"]["format"] != "pkl":
+        raise ConfigError("%s: dataset.format '%s' is not available for MPI-INF-3DHP: use pkl "
+                          "(the label files and crops the MPI-INF-3DHP-Toolbox writes)"
+                          % (source, config["dataset"]["format"]))
     if config["dataset"]["format"] not in ("pkl", "store"):
         raise ConfigError("%s: dataset.format must be 'pkl' or 'store', got '%s'"
                           % (source, config["dataset"]["format"]))

@@ -26,9 +26,10 @@ from mvn.config import config_to_yaml
 from mvn.errors import CAPFError
 from mvn.distributed import all_ranks_finite, barrier, broadcast_object, gather_in_order, \
     shard_range
-from mvn.metrics import format_table, mpjpe, per_action_errors, save_table
+from mvn.metrics import format_table, mpjpe, p_mpjpe, per_action_errors, save_table
 from mvn.models import build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
+from mvn.skeleton import SKELETONS
 from mvn.stopping import StopSignals, TrainingStopped
 
 logger = logging.getLogger(__name__)
@@ -259,6 +260,15 @@ class ResumableSampler(DistributedSampler):
         return super().__len__() - self.skip
 
 
+def training_loss(prediction, target, config, skeleton):
+    """MPJPE over all 17 joints, the root (target 0) included, as the released code trains;
+    with loss.include_root false, over the other 16 (MPI-INF-3DHP QUIRK Q5)."""
+    if config.loss.include_root:
+        return mpjpe(prediction, target)
+    keep = [j for j in range(prediction.shape[-2]) if j != skeleton.root_joint]
+    return mpjpe(prediction[..., keep, :], target[..., keep, :])
+
+
 def train_step(model, optimizer, batch, config, processes, flip_generator):
     """THE training step: one flip draw for the whole batch, batch preparation, forward, MPJPE
     loss, a non-finite loss skipped on every process together, clipping, AdamW step.
@@ -267,11 +277,12 @@ def train_step(model, optimizer, batch, config, processes, flip_generator):
     None when the step was skipped."""
     flip = (config.train.flip_augmentation
             and torch.rand(1, generator=flip_generator).item() < 0.5)  # one draw per batch
+    skeleton = SKELETONS[config.dataset.name]
     images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-        batch, config.model.backbone.type, processes.device, flip=flip)
+        batch, config.model.backbone.type, processes.device, flip=flip, skeleton=skeleton)
     with autocast(config, processes.device):
         prediction = model(images, keypoints_2d, keypoints_2d_crop)   # (B, 1, 17, 3)
-    loss = mpjpe(prediction.float(), target)
+    loss = training_loss(prediction.float(), target, config, skeleton)
     optimizer.zero_grad(set_to_none=True)
     if not all_ranks_finite(loss, processes):  # a NaN batch is not stepped (docs/fidelity.md)
         return None
@@ -346,10 +357,15 @@ def batch_records(loader, batch, shown=8):
     return "records %s of %s" % (listed, source)
 
 
-def best_epoch_rule(p1_mm, best_p1_mm):
-    """(is this epoch the best?, the new best) as the released loop decides: the average P1
-    rounded to 0.1 mm, compared with a strict `<` (a tie keeps the earlier epoch)."""
-    rounded = round(np.float64(p1_mm), 1)
+def best_epoch_rule(p1_mm, best_p1_mm, round_mm=0.1):
+    """(is this epoch the best?, the new best) as the released loops decide: the average P1
+    rounded to `round_mm` (Human3.6M: 0.1 mm; MPI-INF-3DHP: 0, not rounded), compared with a
+    strict `<` (a tie keeps the earlier epoch)."""
+    rounded = np.float64(p1_mm)
+    if round_mm > 0:
+        digits = int(round(-math.log10(round_mm)))
+        rounded = round(rounded, digits) if 10.0 ** -digits == round_mm \
+            else round(rounded / round_mm) * round_mm
     if rounded < best_p1_mm:
         return True, float(rounded)
     return False, best_p1_mm
@@ -360,8 +376,8 @@ def best_epoch_rule(p1_mm, best_p1_mm):
 
 @torch.no_grad()
 def predict(model, dataset, config, processes, progress=True):
-    """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3), metres, for
-    the whole dataset in order.
+    """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3) (Human3.6M:
+    metres; MPI-INF-3DHP: mm) for the whole dataset in order.
 
     Each process predicts a contiguous shard; the shards are gathered in rank order, so the
     result is the same for 1 and N processes."""
@@ -375,14 +391,15 @@ def predict(model, dataset, config, processes, progress=True):
     loader = make_loader(Subset(dataset, list(shard)), batch_size, config, processes.device)
     predictions, targets = [], []
     backbone = config.model.backbone.type
+    skeleton = SKELETONS[config.dataset.name]
     with tqdm(loader, desc="evaluate", disable=not (progress and processes.is_main),
               dynamic_ncols=True) as bar:
         for batch in bar:
             images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-                batch, backbone, processes.device)
+                batch, backbone, processes.device, skeleton=skeleton)
             with autocast(config, processes.device):
                 predictions.append(predict_pose(raw, images, keypoints_2d, keypoints_2d_crop,
-                                                config.val.flip_test))  # (B, 17, 3)
+                                                config.val.flip_test, skeleton))  # (B, 17, 3)
             targets.append(target[:, 0])
     empty = torch.zeros(0, 17, 3, device=processes.device)
     local_predictions = torch.cat(predictions) if predictions else empty
@@ -392,10 +409,16 @@ def predict(model, dataset, config, processes, progress=True):
 
 
 def evaluate(model, dataset, config, processes):
-    """(the per-action table in mm, predictions (N, 17, 3), targets (N, 17, 3)) on `dataset`.
+    """(the per-action table in mm, predictions (N, 17, 3), targets (N, 17, 3)) on `dataset`;
+    for MPI-INF-3DHP the tables of mvn.evaluation_3dhp instead of the per-action one.
 
     Every rank gathers every prediction, so every rank returns the same table."""
     predictions, targets = predict(model, dataset, config, processes)
+    if config.dataset.name == "mpi_inf_3dhp":
+        from mvn.evaluation_3dhp import evaluate_predictions
+        errors, predictions = evaluate_predictions(predictions, targets, dataset.labels,
+                                                   config.val.root_in_mpjpe)
+        return errors, predictions, targets
     labels = dataset.labels
     n = len(predictions)
     errors = per_action_errors(predictions.numpy(), targets.numpy(), labels.action[:n],
@@ -533,7 +556,7 @@ def fit(config, processes, logdir, resume=None, name=None):
                 on_step=on_step)
             errors, predictions, targets = evaluate(model, val_set, config, processes)
             p1, p2 = errors["average"]["p1"], errors["average"]["p2"]
-            is_best, best_p1 = best_epoch_rule(p1, best_p1)
+            is_best, best_p1 = best_epoch_rule(p1, best_p1, config.train.best_epoch_round_mm)
             history.append({"epoch": epoch, "loss": stats["loss"], "p1": p1, "p2": p2,
                             "skipped_steps": stats["skipped_steps"],
                             "samples_per_s": stats["samples_per_s"]})

@@ -142,3 +142,12 @@ def test_image_path(name, frame):
 def normalize_screen(keypoints_px, width, height):
     """(..., 2) pixels -> x in [-1, 1], y in [-h/w, h/w] (the released camera.py formula)."""
     return keypoints_px / width * 2 - np.array([1, height / width])
+
+
+# --- published checkpoints ---------------------------------------------------------------------
+# Raw state dicts of the nn.DataParallel model ('module.' keys), in checkpoint/, named
+# HRNet_<width>_<r>_no_refine_<epoch>_<int(P1 * 100)>.pth.
+PUBLISHED_CHECKPOINTS = {
+    backbone: "HRNet_%s_%d_no_refine_%d_%d.pth" % (backbone[6:], p["embed_dim_ratio"], p["epoch"],
+                                                  round(p["mpjpe_mm"] * 100))
+    for backbone, p in FACTS["published"].items()}

@@ -6,6 +6,9 @@
 
 The names and the left/right lists come with the dataset's facts (mvn/h36m_facts.json).
 """
+from dataclasses import dataclass
+
+from mvn import mpi_inf_3dhp
 from mvn.h36m import FACTS
 
 NUM_JOINTS = 17
@@ -26,3 +29,20 @@ def _flip_permutation():
 
 # pose[..., FLIP_PERMUTATION, :] swaps left and right joints (the mirror's relabelling).
 FLIP_PERMUTATION = _flip_permutation()
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """What the batch code needs of a dataset's 17 joints: the root and the left/right swap."""
+    name: str
+    root_joint: int
+    flip_permutation: tuple
+    joint_names: tuple
+    parents: tuple
+
+
+HUMAN36M = Skeleton("human36m", ROOT_JOINT, FLIP_PERMUTATION, JOINT_NAMES, PARENTS)
+# MPI-INF-3DHP's 17 joints (another order, root 14): mvn/mpi_inf_3dhp.py.
+MPI_INF_3DHP = Skeleton("mpi_inf_3dhp", mpi_inf_3dhp.ROOT_JOINT, mpi_inf_3dhp.FLIP_PERMUTATION,
+                        mpi_inf_3dhp.JOINT_NAMES, mpi_inf_3dhp.PARENTS)
+SKELETONS = {s.name: s for s in (HUMAN36M, MPI_INF_3DHP)}

@@ -45,22 +45,27 @@ def build_backbone(backbone_type):
 
 class CA_PF(nn.Module):
     """forward(images (B,256,192,3) prepared, keypoints_2d (B,17,2), keypoints_2d_crop (B,17,2))
-    -> (B,1,17,3) camera-frame joints in metres, relative to the pelvis as trained (the targets
-    are root-relative; the pelvis row is predicted, close to 0, not forced to 0)."""
+    -> (B,1,17,3) camera-frame joints relative to the pelvis as trained (the targets are
+    root-relative; the pelvis row is predicted, close to 0, not forced to 0), in the unit of the
+    training targets: metres for Human3.6M, mm for MPI-INF-3DHP."""
 
-    def __init__(self, backbone, volume_net, frozen_backbone=True):
+    def __init__(self, backbone, volume_net, frozen_backbone=True, backbone_bn_mode="eval"):
         super().__init__()
         self.backbone = backbone
         self.volume_net = volume_net
         self.frozen_backbone = frozen_backbone
+        self.backbone_bn_mode = backbone_bn_mode
         if frozen_backbone:
             self.backbone.requires_grad_(False)
-            self.backbone.eval()
+            if backbone_bn_mode == "eval":
+                self.backbone.eval()
 
     def train(self, mode=True):
-        """A frozen backbone (and its BatchNorm statistics) stays in eval mode while training."""
+        """A frozen backbone (and its BatchNorm statistics) stays in eval mode while training,
+        unless backbone_bn_mode is "train": then it follows the model (QUIRK Q4 of the
+        MPI-INF-3DHP code: batch statistics in training, running statistics updated)."""
         super().train(mode)
-        if self.frozen_backbone:
+        if self.frozen_backbone and self.backbone_bn_mode == "eval":
             self.backbone.eval()
         return self
 
@@ -91,5 +96,7 @@ def build_model(config):
         embed_dim_ratio=model_config.embed_dim_ratio,
         depth=model_config.depth,
         drop_path_rate=model_config.drop_path_rate,
+        deformable_context=model_config.deformable_context,
     )
-    return CA_PF(backbone, volume_net, frozen_backbone=model_config.backbone.frozen)
+    return CA_PF(backbone, volume_net, frozen_backbone=model_config.backbone.frozen,
+                 backbone_bn_mode=model_config.backbone.bn_mode)

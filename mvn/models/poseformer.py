@@ -145,7 +145,7 @@ class ContextPoseFormer(nn.Module):
     """`volume_net`: 2D joints + sampled backbone features -> root-relative 3D joints."""
 
     def __init__(self, feature_channels, embed_dim_ratio=128, depth=4, num_joints=17,
-                 drop_path_rate=0.2, num_heads=8, mlp_ratio=2.0):
+                 drop_path_rate=0.2, num_heads=8, mlp_ratio=2.0, deformable_context=True):
         super().__init__()
         D = embed_dim_ratio
         levels = len(feature_channels)
@@ -155,9 +155,10 @@ class ContextPoseFormer(nn.Module):
         self.feat_embed = nn.ModuleList(nn.Linear(c, D) for c in feature_channels)
         self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, tokens, num_joints, D))
         dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+        # The MPI-INF-3DHP models have no context blocks (deformable_context=False).
         self.context_blocks = nn.ModuleList(
             DeformableContextBlock(D, feature_channels, mlp_ratio=mlp_ratio, drop_path=dpr[i])
-            for i in range(depth))
+            for i in range(depth if deformable_context else 0))
         self.res_blocks = nn.ModuleList(
             Block(D, num_heads, mlp_ratio, drop_path=dpr[i]) for i in range(depth))
         self.joint_blocks = nn.ModuleList(
