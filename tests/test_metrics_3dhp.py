@@ -257,7 +257,7 @@ def test_sequence_activity_scene_and_overall_values_match_the_loops():
         sum(sequences[n]["average"] for n in SEQUENCES) / 6, rel=1e-12)
 
 
-def test_an_activity_without_frames_gives_a_nan_row_and_all_still_counts_every_frame():
+def test_an_activity_without_frames_gives_a_nan_row_and_all_still_counts_every_frame(tmp_path):
     predicted, truth, activities = random_test_set(seed=2)
     activities = {n: np.where(a == 3, 4, a) for n, a in activities.items()}   # no "Sitting"
     activities["TS6"][0] = 9                                                 # in no activity row
@@ -268,6 +268,11 @@ def test_an_activity_without_frames_gives_a_nan_row_and_all_still_counts_every_f
     assert np.isnan(result.activitywise.pck[sitting]).all()
     assert result.activitywise.frames[-1] == 33
     assert result.activitywise.frames[:-1].sum() == 32
+    paths = metrics_3dhp.write_results(result, str(tmp_path))
+    rows = _read_csv(paths["activitywise"])
+    assert rows[2 + sitting][0] == "Sitting" and rows[2 + sitting][1:] == ["NaN"] * 18
+    with open(paths["json"]) as f:
+        assert json.load(f)["activitywise"]["Sitting"]["average_mm"] is None
 
 
 def test_scene_and_overall_weights_reproduce_the_shipped_xlsx():
