@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 
 import h36m_toolbox as tb
-import synthetic_motion
-import synthetic_render
 from mvn import geometry, h36m, skeleton
+from mvn.synthetic import motion as synthetic_motion
+from mvn.synthetic import render as synthetic_render
+from mvn.synthetic.camera import Camera
 
 DEFAULT_FRAMES = 50
 PIXEL_NOISE_PX = 2.0            # CPN-like detection noise: a few pixels ...
@@ -41,8 +42,8 @@ def subject_model(seed, subject):
 def room_background(seed, subject, camera_index):
     """The empty room seen by a camera of a subject (cached: every frame starts from it)."""
     width, height = h36m.resolution(camera_index)
-    return synthetic_render.render_background(h36m.camera(subject, camera_index), width, height,
-                                              _rng(seed, subject, 3, camera_index))
+    return synthetic_render.render_background(Camera.from_h36m(h36m.camera(subject, camera_index)),
+                                              width, height, _rng(seed, subject, 3, camera_index))
 
 
 def write_video(path, frames_bgr, size, fps=h36m.FPS):
@@ -92,8 +93,10 @@ def synthesize_trial(job):
         tb.write_pose_cdf(sequence.pose3d_mono_path(root), camera_mm.reshape(frames, 96))
         tb.write_pose_cdf(sequence.pose2d_path(root), pixels.reshape(frames, 64))
         background = room_background(seed, subject, camera_index)
+        render_camera = Camera.from_h36m(camera)
         write_video(sequence.video_path(root),
-                    (synthetic_render.render_frame(background, world_mm[i], camera, appearance, girth)
+                    (synthetic_render.render_frame(background, world_mm[i], render_camera,
+                                                   appearance, girth)
                      for i in range(frames)), h36m.resolution(camera_index))
         detections.append(detections_from(pixels, _rng(seed, subject, action, subaction, 10 + camera_index)))
     return subject, action, subaction, detections

@@ -3,14 +3,13 @@
 Image features carry depth cues the 2D joints lack: limbs are drawn far to near (painter's
 algorithm over short capsule pieces, so nearer parts occlude farther ones), their width follows the
 perspective (f * radius / Z), their brightness falls with depth, each is shaded like a cylinder,
-and the body casts a shadow on a tiled floor. Joints are projected with the camera's distortion,
-so the figure agrees with the D2 pose files. The room (per subject and camera) is computed once,
-vectorised over pixels; a frame is that background plus cv2 drawing.
+and the body casts a shadow on a tiled floor. Joints are projected with the camera's lens model
+(mvn.synthetic.camera.Camera), so the figure agrees with the released 2D annotations. The room
+(per camera) is computed once, vectorised over pixels; a frame is that background plus cv2 drawing.
+The figure is the 32-joint skeleton of motion.py (world mm, z up, floor at z = 0).
 """
 import cv2
 import numpy as np
-
-from mvn import geometry
 
 # (joint a, joint b, radius mm, part) of the 32-joint skeleton; a == b draws a sphere.
 CAPSULES = (
@@ -47,18 +46,17 @@ def _value_noise(rng, height, width, cells, amplitude):
 
 
 def render_background(camera, width, height, rng):
-    """The room seen by `camera` (dict R, T, f, c, k, p): (height, width, 3) uint8 BGR.
+    """The room seen by `camera` (a Camera): (height, width, 3) uint8 BGR.
 
     Floor z = 0 with 600 mm tiles, walls of panels at x = +-5000 and y = +-6200 mm, ceiling.
     Traced at half resolution (pixel centres of 2x2 blocks) and resized, for speed.
     """
     full_width, full_height = width, height
     width, height = (width + 1) // 2, (height + 1) // 2
-    R = np.asarray(camera["R"], dtype=np.float64)
-    centre = np.asarray(camera["T"], dtype=np.float64).reshape(3)
+    R = camera.R
+    centre = camera.T_mm
     v, u = np.mgrid[0:height, 0:width].astype(np.float64) * 2 + 0.5
-    xy = geometry.undistort_normalized(np.stack([u, v], -1), camera["f"], camera["c"], camera["k"],
-                              camera["p"])                            # (H/2, W/2, 2)
+    xy = camera.undistort(np.stack([u, v], -1))                       # (H/2, W/2, 2)
     rays = np.concatenate([xy, np.ones((height, width, 1))], -1) @ R  # world directions
     dx, dy, dz = rays[..., 0], rays[..., 1], rays[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -97,10 +95,6 @@ def render_background(camera, width, height, rng):
 
 # --- the figure ----------------------------------------------------------------------------------
 
-def _project(points_cam_mm, camera):
-    return geometry.project_to_2d(points_cam_mm, camera["f"], camera["c"], camera["k"], camera["p"])
-
-
 def _fixed(points_px):
     return np.round(points_px * (1 << SHIFT)).astype(np.int64)
 
@@ -113,11 +107,11 @@ def _draw_shadow(image, joints_world_mm, camera, girth):
     ends = np.stack([joints_world_mm[a], joints_world_mm[b]], 1)       # (C, 2, 3)
     ends = ends + ends[..., 2:3] * np.array([0.25, 0.15, 0.0])          # light from above-side
     ends[..., 2] = 0.0
-    cam = geometry.world_to_camera(ends, camera["R"], camera["T"])     # (C, 2, 3)
+    cam = camera.to_camera(ends)                                      # (C, 2, 3)
     if np.any(cam[..., 2] < 100):
         return image
-    ends_px = _project(cam, camera)
-    width_px = 2 * camera["f"][0] * radius / cam[..., 2].mean(1)
+    ends_px = camera.project(cam)
+    width_px = 2 * camera.f_px[0] * radius / cam[..., 2].mean(1)
     mask = np.zeros(image.shape[:2], dtype=np.uint8)
     for (p0, p1), w in zip(_fixed(ends_px), width_px):
         cv2.line(mask, tuple(map(int, p0)), tuple(map(int, p1)), 255,
@@ -161,11 +155,11 @@ def _draw_piece(image, ends_px, radius_px, colour, fog, cap_start, cap_end, sphe
 def render_frame(background, joints_world_mm, camera, appearance, girth=1.0):
     """One frame: background + shadow + the figure drawn far to near. (H, W, 3) uint8.
 
-    joints_world_mm (32, 3); camera: dict R, T, f, c, k, p (the facts' calibration).
+    joints_world_mm (32, 3); camera: a Camera (pose and lens).
     """
     image = _draw_shadow(background.copy(), joints_world_mm, camera, girth)
-    joints_cam = geometry.world_to_camera(joints_world_mm, camera["R"], camera["T"])  # (32, 3)
-    fx = camera["f"][0]
+    joints_cam = camera.to_camera(joints_world_mm)                    # (32, 3)
+    fx = camera.f_px[0]
     steps = np.linspace(0.0, 1.0, PIECES + 1)
     pieces = []               # (depth, ends (2, 3) camera mm, radius mm, colour, caps, sphere)
     for a, b, radius_mm, part in CAPSULES:
@@ -181,7 +175,7 @@ def render_frame(background, joints_world_mm, camera, appearance, girth=1.0):
             pieces.append((depth, points[i:i + 2], radius_mm * girth, colour,
                            (i == 0, i == PIECES - 1), False))
     pieces.sort(key=lambda piece: -piece[0])               # far first
-    ends_px = _project(np.stack([piece[1] for piece in pieces]), camera)  # (pieces, 2, 2)
+    ends_px = camera.project(np.stack([piece[1] for piece in pieces]))  # (pieces, 2, 2)
     for (depth, _, radius_mm, colour, caps, sphere), ends in zip(pieces, ends_px):
         if depth < 100:
             continue
