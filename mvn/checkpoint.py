@@ -158,4 +158,5 @@ def find_checkpoint(path, backbone_type):
             return alternative
         raise WeightsError("checkpoint %s not found (nor %s); pass --checkpoint PATH or put the "
                            "published best_epoch.bin in checkpoint/" % (path, alternative))
-    raise WeightsError("checkpoint %s not found; pass --checkpoint PATH" % path)
+    raise WeightsError("checkpoint %s not found; pass --checkpoint PATH, or put the published "
+                       "file there (README)" % path)

@@ -26,7 +26,7 @@ from mvn.config import config_to_yaml
 from mvn.errors import CAPFError
 from mvn.distributed import all_ranks_finite, barrier, broadcast_object, gather_in_order, \
     shard_range
-from mvn.metrics import format_table, mpjpe, p_mpjpe, per_action_errors, save_table
+from mvn.metrics import format_table, mpjpe, per_action_errors, save_table
 from mvn.models import build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
 from mvn.skeleton import SKELETONS
@@ -426,6 +426,23 @@ def evaluate(model, dataset, config, processes):
     return errors, predictions, targets
 
 
+def format_evaluation(errors, config):
+    """The evaluation as console text: the per-action table, or MPI-INF-3DHP's tables."""
+    if config.dataset.name == "mpi_inf_3dhp":
+        from mvn import evaluation_3dhp
+        return "MPI-INF-3DHP test set:\n" + evaluation_3dhp.format_evaluation(errors)
+    return "per-action errors (mm):\n" + format_table(errors)
+
+
+def save_evaluation(errors, folder, name="evaluation"):
+    """Human3.6M: the per-action table as folder/<name>.json and .csv. MPI-INF-3DHP: the
+    official tables and inference_data.mat in folder/<name>/ (mvn.evaluation_3dhp)."""
+    if "mpi_inf_3dhp" in errors:
+        from mvn import evaluation_3dhp
+        return evaluation_3dhp.save_evaluation(errors, os.path.join(folder, name))
+    return save_table(errors, folder, name)
+
+
 def log_validation_samples(writer, dataset, predictions, targets, epoch, count=4):
     """A few validation frames (crop + 2D joints + 3D prediction vs truth) to TensorBoard."""
     from mvn import vis
@@ -569,10 +586,10 @@ def fit(config, processes, logdir, resume=None, name=None):
                 writer.add_scalar("val/p2_mm", p2, epoch)
                 writer.add_scalar("train/epoch_loss", stats["loss"], epoch)
                 writer.add_scalar("train/epoch_samples_per_s", stats["samples_per_s"], epoch)
-                if config.train.vis_every_epoch:
+                if config.train.vis_every_epoch and config.dataset.name == "human36m":
                     log_validation_samples(writer, val_set, predictions, targets, epoch)
                 if is_best:
-                    save_table(errors, folder, "best_evaluation")
+                    save_evaluation(errors, folder, "best_evaluation")
                     save_best(folder, model, optimizer, epoch + 1, lr)
                 save_last(folder, model, optimizer, (epoch + 1, 0), lr, best_p1, history)
                 writer.flush()
@@ -631,11 +648,12 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val"):
                     "on" if config.val.flip_test else "off")
         errors, predictions, targets = evaluate(model, dataset, config, processes)
         if processes.is_main:
-            logger.info("per-action errors (mm):\n%s", format_table(errors))
-            save_table(errors, folder)
+            logger.info("%s", format_evaluation(errors, config))
+            save_evaluation(errors, folder)
             write_config(folder, config)
-            save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset, predictions,
-                            targets)
+            if config.dataset.name == "human36m":  # drawn with the Human3.6M skeleton
+                save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset,
+                                predictions, targets)
             logger.info("results in %s", folder)
     except BaseException:
         abandon_folder(folder, processes)  # a failed evaluation leaves no folder

@@ -13,6 +13,7 @@ row, absolute until the training step zeroes it there (Q5), is zeroed here (the 
 training uses every frame of every camera, the test split only the valid frames, in order.
 """
 import os
+import pickle
 import re
 import zipfile
 from dataclasses import dataclass
@@ -54,8 +55,8 @@ def read_label_npz(path):
     except KeyError:
         raise LabelError("%s has no array 'data': not an MPI-INF-3DHP label file; %s"
                          % (path, PREPARE_HINT)) from None
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, AttributeError, ImportError,
-            TypeError) as error:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, ValueError, EOFError, OSError,
+            AttributeError, ImportError, TypeError) as error:
         raise LabelError("%s could not be read as an MPI-INF-3DHP label file (%s: %s); it may be "
                          "truncated: regenerate it" % (path, type(error).__name__, error)) from None
     if not isinstance(data, dict) or not data:
