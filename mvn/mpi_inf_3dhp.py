@@ -151,3 +151,59 @@ PUBLISHED_CHECKPOINTS = {
     backbone: "HRNet_%s_%d_no_refine_%d_%d.pth" % (backbone[6:], p["embed_dim_ratio"], p["epoch"],
                                                   round(p["mpjpe_mm"] * 100))
     for backbone, p in FACTS["published"].items()}
+
+
+# --- crop boxes (spec 2, "Crop box"; the released label and crop scripts) ----------------------
+# QUIRK Q11: the box comes from the univ_annot3 pelvis (which need not reproject onto the image),
+# through the undistorted pinhole model (also for the distorted TS5/TS6 frames, Q10); its centre
+# is 100 mm below the pelvis and only its width sets the zoom (mvn.geometry.get_affine_transform,
+# the same arithmetic as the released MPI copy of that function).
+BOX_CORNERS_MM = np.array([[-1000.0, -900.0, 0.0],     # top left, relative to the pelvis
+                           [1000.0, 1100.0, 0.0]])     # bottom right
+
+
+def crop_center_scale(root_mm, intrinsics_index):
+    """(F, 3) pelvis (camera mm) -> centre (F, 2) px, scale (F, 2) = box (width, height) / 200.
+
+    Computed as the released scripts do, in the annotation's own dtype (a float32 annotation gives
+    a float32 box, operation by operation): corner = root + offset, u = (X / Z) * fx + cx, centre
+    = 0.5 * (tl + br), scale = (br - tl) / 200. `intrinsics_index`: the INTRINSICS entry.
+    """
+    root_mm = np.asarray(root_mm)
+    if root_mm.dtype not in (np.float32, np.float64):
+        root_mm = root_mm.astype(np.float64)
+    dtype = root_mm.dtype
+    f_px = INTRINSICS[intrinsics_index, :2].astype(dtype)
+    c_px = INTRINSICS[intrinsics_index, 2:].astype(dtype)
+    corners = root_mm[:, None, :] + BOX_CORNERS_MM.astype(dtype)          # (F, 2, 3)
+    corners_px = corners[..., :2] / corners[..., 2:3] * f_px + c_px       # (F, 2, 2)
+    top_left, bottom_right = corners_px[:, 0], corners_px[:, 1]
+    center = dtype.type(0.5) * (top_left + bottom_right)                  # (F, 2)
+    scale = (bottom_right - top_left) / dtype.type(200.0)                 # (F, 2)
+    return center, scale
+
+
+def crop_affines(center, scale):
+    """(F, 2) centres and scales -> (F, 2, 3) float64 matrices, full frame -> 256x192 crop.
+
+    One cv2.getAffineTransform per frame (the released call; its solver's rounding is kept)."""
+    from mvn import geometry
+    affines = np.zeros((len(center), 2, 3))
+    for i in range(len(center)):
+        affines[i] = geometry.get_affine_transform(center[i], scale[i])
+    return affines
+
+
+def crop_keypoints(points_px, affines):
+    """(F, J, 2) full-frame px -> crop px, in the points' dtype, as the released label scripts map
+    them: one np.dot(M, [x, y, 1.0]) per joint. Kept per joint: a batched product goes through
+    another BLAS kernel and rounds differently in the last bit."""
+    points_px = np.asarray(points_px)
+    out = np.empty_like(points_px)
+    homogeneous = np.ones(points_px.shape[:-1] + (3,))                   # (F, J, 3) float64
+    homogeneous[..., :2] = points_px
+    for i in range(len(points_px)):
+        matrix = affines[i]
+        for j in range(points_px.shape[1]):
+            out[i, j] = np.dot(matrix, homogeneous[i, j])
+    return out

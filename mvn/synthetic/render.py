@@ -45,18 +45,18 @@ def _value_noise(rng, height, width, cells, amplitude):
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC) * amplitude
 
 
-def render_background(camera, width, height, rng):
+def render_background(camera, width, height, rng, step=2):
     """The room seen by `camera` (a Camera): (height, width, 3) uint8 BGR.
 
     Floor z = 0 with 600 mm tiles, walls of panels at x = +-5000 and y = +-6200 mm, ceiling.
-    Traced at half resolution (pixel centres of 2x2 blocks) and resized, for speed.
+    Traced at 1/step resolution (pixel centres of step x step blocks) and resized, for speed.
     """
     full_width, full_height = width, height
-    width, height = (width + 1) // 2, (height + 1) // 2
+    width, height = (width + step - 1) // step, (height + step - 1) // step
     R = camera.R
     centre = camera.T_mm
-    v, u = np.mgrid[0:height, 0:width].astype(np.float64) * 2 + 0.5
-    xy = camera.undistort(np.stack([u, v], -1))                       # (H/2, W/2, 2)
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64) * step + (step - 1) / 2
+    xy = camera.undistort(np.stack([u, v], -1))                       # (H/step, W/step, 2)
     rays = np.concatenate([xy, np.ones((height, width, 1))], -1) @ R  # world directions
     dx, dy, dz = rays[..., 0], rays[..., 1], rays[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
