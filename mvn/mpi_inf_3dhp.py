@@ -24,6 +24,8 @@ import os
 
 import numpy as np
 
+from mvn import geometry
+
 FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_inf_3dhp_facts.json")
 
 with open(FACTS_PATH) as _f:
@@ -187,7 +189,6 @@ def crop_affines(center, scale):
     """(F, 2) centres and scales -> (F, 2, 3) float64 matrices, full frame -> 256x192 crop.
 
     One cv2.getAffineTransform per frame (the released call; its solver's rounding is kept)."""
-    from mvn import geometry
     affines = np.zeros((len(center), 2, 3))
     for i in range(len(center)):
         affines[i] = geometry.get_affine_transform(center[i], scale[i])

@@ -28,11 +28,12 @@ class Camera:
     @classmethod
     def from_h36m(cls, camera):
         """From a Human3.6M calibration dict (R, T, f, c, k, p) of mvn.h36m.camera()."""
-        distortion = np.concatenate([np.reshape(camera["k"], 3), np.reshape(camera["p"], 2)])
-        return cls(np.asarray(camera["R"], np.float64), np.reshape(camera["T"], 3).astype(np.float64),
-                   np.reshape(camera["f"], 2).astype(np.float64),
-                   np.reshape(camera["c"], 2).astype(np.float64), distortion.astype(np.float64),
-                   "h36m")
+        def vector(value, n):
+            return np.reshape(value, n).astype(np.float64)
+
+        distortion = np.concatenate([vector(camera["k"], 3), vector(camera["p"], 2)])
+        return cls(np.asarray(camera["R"], np.float64), vector(camera["T"], 3),
+                   vector(camera["f"], 2), vector(camera["c"], 2), distortion, "h36m")
 
     @classmethod
     def look_at(cls, centre_mm, target_mm, f_px, c_px, distortion=(0, 0, 0, 0, 0)):
