@@ -30,7 +30,7 @@ def evaluate_predictions(predictions, targets, labels, root_in_mpjpe=True):
     (N, 17, 3) mm, torch tensors, in the dataset's order. `errors['average']` holds p1 / p2 /
     frames (what the training loop logs and selects on); `errors['mpi_inf_3dhp']` the
     Evaluation of mvn.metrics_3dhp; `errors['predictions_mm']` the export per sequence."""
-    predictions = predictions.clone()
+    predictions = predictions.float().clone()        # float32, as exported and scored
     predictions[:, ROOT_JOINT] = 0                   # the released test step does this
     prediction_mm = predictions.double().numpy()     # (N, 17, 3)
     target_mm = targets.double().numpy()
