@@ -9,17 +9,15 @@ Raw layout (the release after extraction, see README.md), relative to the toolbo
   images/<seq>/<seq>_NNNNNN.jpg                                   frames (video_to_images.py)
 """
 import argparse
-import multiprocessing
 import os
-import pickle
-import sys
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from mvn.errors import CAPFError
+# re-exported for the scripts (tb.parallel_map, tb.run_cli): one home in mvn/toolbox.py
+from mvn.toolbox import default_workers, parallel_map, run_script as run_cli
 
 try:
     from mvn import h36m
@@ -166,45 +164,8 @@ def write_pose_cdf(path, pose):
 
 
 # --- workers and the command line ---------------------------------------------------------------
-
-def default_workers():
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
-
-
-def _init_worker():
-    import cv2
-    cv2.setNumThreads(1)  # one process per core; no oversubscription
-
-
-def parallel_map(function, jobs, workers, description):
-    """`function` over `jobs` in order, with a progress bar; processes when workers > 1.
-
-    Results always make one pickle round trip, as they do from a worker process: the objects
-    (down to which numpy dtype instances they share, which shows in a pickle of them) and so the
-    files written from them are the same bytes with or without workers.
-    """
-    jobs = list(jobs)
-    bar = tqdm(total=len(jobs), desc=description, unit="seq", dynamic_ncols=True)
-    try:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                yield pickle.loads(pickle.dumps(function(job), protocol=pickle.HIGHEST_PROTOCOL))
-                bar.update()
-        else:
-            # spawn, not fork: a process that already used OpenCV's thread pool (or any other
-            # thread) deadlocks its forked children
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
-                for result in pool.imap(function, jobs):
-                    yield result
-                    bar.update()
-    finally:
-        bar.close()
-
+# Worker processes with a progress bar, and user errors as one line: mvn/toolbox.py (shared with
+# MPI-INF-3DHP-Toolbox).
 
 def argument_parser(description):
     parser = argparse.ArgumentParser(description=description,
@@ -221,21 +182,3 @@ def add_selection_arguments(parser):
                         help="subjects to process")
     parser.add_argument("--actions", type=int, nargs="+", default=list(h36m.ACTIONS),
                         help="action ids to process (2..16)")
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    tqdm.write("WARNING: %s" % message, file=sys.stderr)
-
-
-def run_cli(main, argv=None):
-    """Run `main(argv)` as a command: user errors (any CAPFError: the toolbox's, a label or store
-    error) print one line and exit 2, no traceback."""
-    warnings.showwarning = _show_warning
-    try:
-        main(argv)
-    except CAPFError as error:
-        sys.stderr.write("error: %s\n" % error)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)

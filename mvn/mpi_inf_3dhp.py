@@ -43,17 +43,7 @@ JOINTS_RIGHT = tuple(FACTS["joints_right"])          # (2, 3, 4, 8, 9, 10)
 # Parent of each joint (-1: the root), for drawing: the MATLAB `relevant` tree, made 0-based.
 PARENTS = tuple(-1 if i == ROOT_JOINT else p - 1
                 for i, p in enumerate(FACTS["parents_17_one_based"]))
-
-
-def _flip_permutation():
-    permutation = list(range(NUM_JOINTS))
-    for left, right in zip(JOINTS_LEFT, JOINTS_RIGHT):
-        permutation[left], permutation[right] = right, left
-    return tuple(permutation)
-
-
-# pose[..., FLIP_PERMUTATION, :] swaps left and right joints.
-FLIP_PERMUTATION = _flip_permutation()
+# (The left/right swap of a pose: mvn.skeleton.MPI_INF_3DHP.flip_permutation.)
 
 # --- training set ------------------------------------------------------------------------------
 SUBJECTS = tuple(range(1, 9))

@@ -20,15 +20,16 @@ JOINTS_LEFT = tuple(FACTS["joints_left"])    # (4, 5, 6, 11, 12, 13)
 JOINTS_RIGHT = tuple(FACTS["joints_right"])  # (1, 2, 3, 14, 15, 16)
 
 
-def _flip_permutation():
-    permutation = list(range(NUM_JOINTS))
-    for left, right in zip(JOINTS_LEFT, JOINTS_RIGHT):
+def flip_permutation(joints_left, joints_right, num_joints=NUM_JOINTS):
+    """The joint order of a mirrored pose: each left joint exchanged with its right one."""
+    permutation = list(range(num_joints))
+    for left, right in zip(joints_left, joints_right):
         permutation[left], permutation[right] = right, left
     return tuple(permutation)
 
 
 # pose[..., FLIP_PERMUTATION, :] swaps left and right joints (the mirror's relabelling).
-FLIP_PERMUTATION = _flip_permutation()
+FLIP_PERMUTATION = flip_permutation(JOINTS_LEFT, JOINTS_RIGHT)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Skeleton:
 
 HUMAN36M = Skeleton("human36m", ROOT_JOINT, FLIP_PERMUTATION, JOINT_NAMES, PARENTS)
 # MPI-INF-3DHP's 17 joints (another order, root 14): mvn/mpi_inf_3dhp.py.
-MPI_INF_3DHP = Skeleton("mpi_inf_3dhp", mpi_inf_3dhp.ROOT_JOINT, mpi_inf_3dhp.FLIP_PERMUTATION,
+MPI_INF_3DHP = Skeleton("mpi_inf_3dhp", mpi_inf_3dhp.ROOT_JOINT,
+                        flip_permutation(mpi_inf_3dhp.JOINTS_LEFT, mpi_inf_3dhp.JOINTS_RIGHT),
                         mpi_inf_3dhp.JOINT_NAMES, mpi_inf_3dhp.PARENTS)
 SKELETONS = {s.name: s for s in (HUMAN36M, MPI_INF_3DHP)}

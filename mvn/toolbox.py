@@ -1,7 +1,7 @@
 """What the data-preparation scripts share: worker processes with a progress bar, and running a
 script so that a user error is one line.
 
-Used by MPI-INF-3DHP-Toolbox/ (H36M-Toolbox/h36m_toolbox.py has the same two helpers).
+Used by both toolboxes (H36M-Toolbox/ through h36m_toolbox.py, MPI-INF-3DHP-Toolbox/).
 """
 import multiprocessing
 import os

@@ -57,3 +57,17 @@ def synthetic_h36m(tmp_path_factory):
     run_toolbox("video_to_images.py", "--root", root, *subset)
     run_toolbox("generate_labels_h36m.py", "--root", root, *subset)
     return root
+
+
+def read_video_frames(path):
+    """Every frame of a video file, decoded with OpenCV (BGR)."""
+    import cv2
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames

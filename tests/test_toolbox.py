@@ -28,6 +28,7 @@ import h36m_toolbox  # noqa: E402
 import synthesize_h36m  # noqa: E402
 import video_to_images  # noqa: E402
 from mvn import geometry, h36m  # noqa: E402
+from conftest import read_video_frames  # noqa: E402
 from released_behaviour import released_affine, released_crop_keypoints  # noqa: E402
 
 SUBJECTS, ACTIONS, FRAMES, SEED = [1, 9], [2, 3], 5, 7
@@ -116,14 +117,7 @@ def test_pose_cdfs_read_like_the_real_ones(release):
 
 def test_videos_have_the_camera_resolution_and_all_frames(release):
     for camera_index in range(4):
-        capture = cv2.VideoCapture(_sequence(1, 2, 1, camera_index).video_path(release))
-        frames = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
-        capture.release()
+        frames = read_video_frames(_sequence(1, 2, 1, camera_index).video_path(release))
         width, height = h36m.resolution(camera_index)
         assert len(frames) == FRAMES
         assert frames[0].shape == (height, width, 3)

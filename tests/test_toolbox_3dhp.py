@@ -29,6 +29,7 @@ import mpi_toolbox  # noqa: E402
 import prepare_3dhp  # noqa: E402
 import prepare_images_3dhp  # noqa: E402
 import synthesize_3dhp  # noqa: E402
+from conftest import read_video_frames  # noqa: E402
 from released_behaviour import (released_mpi_crop_image, released_mpi_crop_keypoints,  # noqa: E402
                                 released_mpi_infer_box)
 
@@ -159,15 +160,8 @@ def test_annot3_projects_onto_annot2_and_univ_annot3_does_not(release):
 
 
 def test_videos_have_one_frame_more_than_used_at_2048(release):
-    capture = cv2.VideoCapture(os.path.join(release, "mpi_inf_3dhp", "S2", "Seq2", "imageSequence",
-                                            "video_6.avi"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = read_video_frames(os.path.join(release, "mpi_inf_3dhp", "S2", "Seq2",
+                                            "imageSequence", "video_6.avi"))
     assert len(frames) == FRAMES + 1 and frames[0].shape == (2048, 2048, 3)
 
 

@@ -19,11 +19,10 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from mvn import mpi_inf_3dhp as mpi
 from mvn import matfile
+from mvn.datasets.human36m import LabelledCropDataset
 from mvn.datasets.labels import LabelError, _LabelUnpickler
 from mvn.geometry import CROP_SHAPE
 from mvn.images import ImageError, MissingImageError, read_frame_bgr
@@ -220,9 +219,10 @@ def load_test_labels(path, root):
     return _columns(parts, activities)
 
 
-class MpiInf3dhpDataset(Dataset):
+class MpiInf3dhpDataset(LabelledCropDataset):
     """Samples of one split: the crop JPEG (cv2.imread, BGR), the GT 2D joints
-    (screen-normalised and in crop pixels) and the 3D joints (mm, root-relative)."""
+    (screen-normalised and in crop pixels) and the 3D joints (mm, root-relative); the sample
+    dict of LabelledCropDataset."""
 
     def __init__(self, root, labels_path, split, frame_stride=1):
         self.root = root
@@ -236,9 +236,6 @@ class MpiInf3dhpDataset(Dataset):
         if not os.path.isdir(root):
             raise MissingImageError("MPI-INF-3DHP folder %s does not exist; %s"
                                     % (root, PREPARE_HINT))
-
-    def __len__(self):
-        return len(self.labels)
 
     def load_crop(self, index):
         """(256, 192, 3) uint8 BGR crop of sample `index`; a missing or damaged file is an
@@ -255,13 +252,3 @@ class MpiInf3dhpDataset(Dataset):
                              "it" % (path, image.shape[1], image.shape[0], CROP_SHAPE[1],
                                      CROP_SHAPE[0], self.labels.describe(index)))
         return image
-
-    def __getitem__(self, index):
-        labels = self.labels
-        return {
-            "images": torch.from_numpy(self.load_crop(index)),                      # (256, 192, 3)
-            "keypoints_2d": torch.from_numpy(labels.keypoints_2d[index]),           # (17, 2)
-            "keypoints_2d_crop": torch.from_numpy(labels.keypoints_2d_crop[index]),  # (17, 2)
-            "keypoints_3d": torch.from_numpy(labels.keypoints_3d[index][None]),     # (1, 17, 3)
-            "index": index,
-        }
