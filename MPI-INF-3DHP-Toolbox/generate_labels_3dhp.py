@@ -1,4 +1,4 @@
-"""Write data_train_3dhp.npz and data_test_3dhp.npz, the released label files (spec section 2).
+"""Write data_train_3dhp.npz and data_test_3dhp.npz, the released label files.
 
 What the released data_to_npz_3dhp.py and data_to_npz_3dhp_test.py write, key for key and value
 for value: np.savez_compressed with one key `data`, a pickled dict.
@@ -132,7 +132,7 @@ def label_test_sequence(job):
         raise tb.ToolboxError("%s: annot2, univ_annot3, valid_frame and activity_annotation have "
                               "%d, %d, %d and %d frames; unzip the test set again"
                               % (path, len(data_2d), len(data_3d), len(valid), len(activity)))
-    # every frame, valid or not, as the released script (spec 2)
+    # every frame, valid or not, as the released script
     crop = crop_keypoints(data_2d, data_3d, mpi.test_intrinsics_index(name))
     return {"data_2d": data_2d, "data_2d_crop": crop, "data_3d": data_3d, "valid": valid,
             "activity": activity}

@@ -77,7 +77,7 @@ def read_synthetic_release(root):
 
 def frames_used(root, subject, sequence):
     """(frames, fps) of a training sequence: the first `frames` annotation rows and video frames
-    are used (spec 1). From the release's table (mvn.mpi_inf_3dhp.SEQUENCE_INFO), or, for a
+    are used. From the release's table (mvn.mpi_inf_3dhp.SEQUENCE_INFO), or, for a
     synthetic release, from its synthetic_release.json (its sequences are shorter)."""
     name = mpi.sequence_name(subject, sequence)
     release = read_synthetic_release(root)

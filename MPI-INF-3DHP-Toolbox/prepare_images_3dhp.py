@@ -1,5 +1,5 @@
 """Make the 256x192 crops the label files point at (the released video_to_images.py,
-convert_to_small.py and convert_to_small_test.py; spec section 2).
+convert_to_small.py and convert_to_small_test.py).
 
   training  mpi_inf_3dhp/images/s_SS_seq_QQ_ca_CC/s_SS_seq_QQ_ca_CC_NNNNNN.jpg: frame N
             (1-based) of S<s>/Seq<q>/imageSequence/video_<c>.avi, for the F frames of each

@@ -1,8 +1,8 @@
 """Synthesise an MPI-INF-3DHP raw release (training and test set) in the real layout and formats.
 
-MPI-INF-3DHP cannot be downloaded here; this writes what the dataset's download scripts leave
-(spec section 1), for a skeleton moving in a 14-camera studio, so the rest of the toolbox (and
-training) runs unchanged on it:
+MPI-INF-3DHP cannot be downloaded here; this writes what the dataset's download scripts leave,
+for a skeleton moving in a 14-camera studio, so the rest of the toolbox (and training) runs
+unchanged on it:
   mpi_inf_3dhp/S<s>/Seq<q>/annot.mat              MATLAB v5: cameras (0..13), frames, and per
       camera (cells of 14) annot2 (rows, 56) px, annot3 and univ_annot3 (rows, 84), camera mm,
       y down; annot3 projects onto annot2 with the camera's entry of the intrinsics table;
@@ -37,7 +37,7 @@ from mvn.synthetic.camera import Camera
 
 DEFAULT_FRAMES = 4
 DEFAULT_TEST_FRAMES = 6
-EXTRA_ROWS = 3                  # annotation rows beyond the frames used (spec 1)
+EXTRA_ROWS = 3                  # annotation rows beyond the frames used
 EXTRA_VIDEO_FRAMES = 1          # video frames beyond them (never read: QUIRK Q13)
 TEST_FPS = 25                   # the motion's time step in the test sequences
 INVALID_RATE = 0.25             # test frames marked valid_frame = 0

@@ -2,7 +2,7 @@
 number, the official tables (mvn.metrics_3dhp) and the released export, from the predictions of
 the test split (mvn.engine.predict).
 
-The released evaluation (spec section 5): the flip-averaged prediction's pelvis row is set to 0;
+The released evaluation (run_3dhp.py): the flip-averaged prediction's pelvis row is set to 0;
 P1 is the frame-weighted mean over all valid frames of the 17-joint mean error (the pelvis,
 error 0, included: QUIRK Q5; val.root_in_mpjpe=false averages the 16 others). P2 (after a
 Procrustes alignment) is added here; the released code has none for this benchmark.

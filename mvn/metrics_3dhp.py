@@ -1,9 +1,9 @@
-"""The MPI-INF-3DHP test-set evaluation (spec mpi-inf-3dhp.md sections 5-7): per-joint errors,
+"""The MPI-INF-3DHP test-set evaluation (the dataset's MATLAB scripts): per-joint errors,
 PCK@150 mm and AUC per joint group, MPJPE per joint, the sequencewise and activitywise tables of
 the released MATLAB scripts (`mpii_test_predictions_py.m` -> `mpii_evaluate_errors.m` ->
 `mpii_compute_3d_pck.m`), the scene scores of the test set's README, and the files they write.
 
-Conventions (spec 5):
+Conventions:
   - errors are Euclidean distances in mm between root-relative poses; the ground truth is
     `univ_annot3` minus the pelvis (joint 14), the prediction is taken as given;
   - PCK counts an error strictly below the threshold (`<`, so 150.0 mm misses PCK@150);
@@ -372,7 +372,7 @@ def format_results(result):
 
 def save_inference_data(path, predictions_mm):
     """Write predictions as the released code exports them: a MATLAB v5 file with one variable
-    per sequence ('TS1'..'TS6'), float32 (3, 17, 1, n_valid), mm, root-relative (spec 5).
+    per sequence ('TS1'..'TS6'), float32 (3, 17, 1, n_valid), mm, root-relative.
     predictions_mm: name -> (n_valid, 17, 3)."""
     variables = {}
     for name, poses in predictions_mm.items():

@@ -145,7 +145,7 @@ PUBLISHED_CHECKPOINTS = {
     for backbone, p in FACTS["published"].items()}
 
 
-# --- crop boxes (spec 2, "Crop box"; the released label and crop scripts) ----------------------
+# --- crop boxes (the released label and crop scripts) ----------------------
 # QUIRK Q11: the box comes from the univ_annot3 pelvis (which need not reproject onto the image),
 # through the undistorted pinhole model (also for the distorted TS5/TS6 frames, Q10); its centre
 # is 100 mm below the pelvis and only its width sets the zoom (mvn.geometry.get_affine_transform,

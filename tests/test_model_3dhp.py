@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE = os.path.join(HERE, "reference", "mpi_inf_3dhp")
 CONFIGS = os.path.join(HERE, "..", "experiments", "mpi_inf_3dhp")
 TINY = os.path.join(HERE, "..", "experiments", "synthetic", "mpi_tiny.yaml")
-# Parameter counts of the released models (spec, "verified by instantiation").
+# Parameter counts of the released models (instantiated from the released code).
 PARAMETERS = {"hrnet_32": (28_535_552, 3_462_979), "hrnet_48": (63_594_912, 7_773_411)}
 
 

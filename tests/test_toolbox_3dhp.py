@@ -35,7 +35,7 @@ from released_behaviour import (released_mpi_crop_image, released_mpi_crop_keypo
 
 SUBJECTS, FRAMES, TEST_FRAMES, SEED = (1, 2), 2, 3, 0
 CAMERAS = [0, 1, 2, 4, 5, 6, 7, 8]
-JOINTS = [7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6]   # 28 -> 17, spec 2
+JOINTS = [7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6]   # 28 -> 17, as released
 TEST_NAMES = ["TS1", "TS2", "TS3", "TS4", "TS5", "TS6"]
 with open(os.path.join(REPO_ROOT, "tests", "reference", "mpi_inf_3dhp", "facts.json")) as _f:
     TABLE = json.load(_f)["training_set"]       # the release's facts, not mvn's copy
