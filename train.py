@@ -45,8 +45,9 @@ def parse_args(argv=None):
                         help="continue the experiment folder (or its checkpoints/last.bin) at the "
                              "exact step it stopped; 'auto': the folder --name names, continued "
                              "if it exists, else started (for schedulers and torchrun restarts)")
-    parser.add_argument("--name", help="experiment folder name under --logdir (default: "
-                                       "<title>@<date-time>); with --resume auto, required")
+    parser.add_argument("--name", help="experiment (or --eval) folder name under --logdir "
+                                       "(default: <title>@<date-time>); with --resume auto, "
+                                       "required")
     parser.add_argument("--seed", type=int, help="overrides seed")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         help="default: cuda when available (NCCL), else cpu (gloo)")
@@ -116,7 +117,8 @@ def main(argv=None):
         processes = distributed.setup_processes(args.device, args.local_rank,
                                                 config.train.collective_timeout_s)
         if args.eval:
-            engine.run_evaluation(config, processes, args.logdir, checkpoint, args.eval_dataset)
+            engine.run_evaluation(config, processes, args.logdir, checkpoint, args.eval_dataset,
+                                  name=args.name)
         else:
             engine.fit(config, processes, args.logdir, resume=args.resume, name=args.name)
     except TrainingStopped as stop:

@@ -629,13 +629,14 @@ def abandon_folder(folder, processes):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_evaluation(config, processes, logdir, checkpoint_path, split="val"):
-    """--eval: load a checkpoint, print and save the per-action table (and best/worst frames).
-    Returns (the table, the evaluation folder)."""
+def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name=None):
+    """--eval: load a checkpoint, print and save the per-action table (and best/worst frames)
+    in a new folder `name` (default <title>_eval@<date-time>) under `logdir`. Returns (the
+    table, the evaluation folder)."""
     from mvn.datasets import build_dataset
 
     configure_tf32(config)
-    folder = make_experiment_folder(logdir, default_experiment_name(config.title, "_eval"),
+    folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
                                     processes)
     setup_logging(folder, processes)
     try:
