@@ -182,3 +182,27 @@ def test_the_mpi_flip_swaps_its_own_left_and_right_joints():
     assert torch.equal(plain[3], batch["keypoints_3d"])  # already root-relative: unchanged
     back = flip_batch(*flipped, skeleton=MPI_INF_3DHP)
     assert torch.equal(back[3], plain[3])
+
+
+@pytest.mark.parametrize("flip_test", [True, False])
+def test_q6_flip_test_with_the_mpi_joints(flip_test):
+    """Q6: the released evaluation always averages the prediction with the un-mirrored
+    prediction of the mirrored input (x -> -x, crop x -> 191 - x, MPI left/right swapped);
+    val.flip_test=false gives the plain prediction."""
+    from mvn.batch import predict_pose
+    torch.manual_seed(0)
+    model = build_model(load_config(TINY)).eval()
+    images, keypoints_2d, crop = tiny_inputs(batch=2)
+    swap = list(range(17))
+    for a, b in zip([5, 6, 7, 11, 12, 13], [2, 3, 4, 8, 9, 10]):
+        swap[a], swap[b] = b, a
+    with torch.no_grad():
+        plain = model(images, keypoints_2d, crop)[:, 0]
+        mirrored_2d = keypoints_2d[:, swap] * torch.tensor([-1.0, 1.0])
+        mirrored_crop = crop[:, swap].clone()
+        mirrored_crop[..., 0] = 191 - mirrored_crop[..., 0]
+        mirrored = model(images.flip(2), mirrored_2d, mirrored_crop)[:, 0][:, swap]
+        mirrored = mirrored * torch.tensor([-1.0, 1.0, 1.0])
+        got = predict_pose(model, images, keypoints_2d, crop, flip_test, MPI_INF_3DHP)
+    expected = (plain + mirrored) / 2 if flip_test else plain
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
