@@ -14,28 +14,21 @@ manifest records the finished ones, so a build that was interrupted (or stopped 
                           [--workers N] [--max-chunks K] [--overwrite]
   python prepare_store.py --out data/h36m_store --verify
 """
-import contextlib
-import fcntl
-import glob
-import hashlib
+import functools
 import os
 import shlex
-import time
 from dataclasses import dataclass
 
 import cv2
-import h5py
 import numpy as np
 
 import h36m_toolbox as tb
 from mvn import geometry, h36m
-from mvn.datasets import store
+from mvn.datasets import store, store_build
 from mvn.images import ImageError, read_frame_bgr
 from mvn.datasets.labels import LabelError, load_label_columns
 
 DEFAULT_QUALITY = 95
-LOCK_NAME = ".build.lock"        # held by the running build (fcntl), never suggests --overwrite
-JPEG_CHUNK_BYTES = 1 << 20       # HDF5 chunk of the JPEG byte stream
 COPY_ROWS = 256                  # raw crops copied into the store this many at a time
 
 
@@ -94,16 +87,6 @@ def video_of(root, folder):
         raise tb.ToolboxError("label image folder %r is not s_SS_act_AA_subact_BB_ca_CC: these "
                               "labels do not name Human3.6M frames; use --source images" % folder)
     return tb.Sequence(*parsed).video_path(root)
-
-
-def file_info(path):
-    """Size and sha256 of a label file (recorded in the manifest, checked on resume)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 23), b""):
-            digest.update(block)
-    return {"path": os.path.abspath(path), "size": os.path.getsize(path),
-            "sha256": digest.hexdigest()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,71 +175,16 @@ def build_chunk(job):
 # ----------------------------------------------------------------------------------------------
 # The store files
 
-def create_split_file(path, columns, fmt):
-    """A split's HDF5 file: the label columns, and room for the frames."""
-    rows = len(columns)
-    with h5py.File(path, "w") as f:
-        store.write_label_columns(f.create_group("labels"), columns)
-        if fmt == "raw":
-            # Contiguous and allocated now (never filled): writing a chunk's crops then touches
-            # no HDF5 metadata, so a build killed mid-write leaves a readable file.
-            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-            f.create_dataset("frames", (rows,) + store.CROP_SHAPE, np.uint8, dcpl=dcpl,
-                             fill_time="never")
-        else:
-            f.create_dataset("frames", (0,), np.uint8, maxshape=(None,),
-                             chunks=(JPEG_CHUNK_BYTES,))
-            f.create_dataset("frame_offset", (rows,), np.int64)
-            f.create_dataset("frame_size", (rows,), np.int64)
-
-
-def open_split_file(path, out):
-    try:
-        return h5py.File(path, "r+")
-    except OSError as error:
-        raise tb.ToolboxError("cannot open %s (%s): it was torn, perhaps by a kill during a "
-                              "write; start this store over with `%s --out %s --overwrite`"
-                              % (path, error, store.BUILD_COMMAND, out))
-
-
-def check_split_file(path, entry, fmt, out):
-    """A split file that a rerun continues must be whole as far as its manifest says: readable,
-    with its rows, and (jpeg) the bytes written so far."""
-    try:
-        with h5py.File(path, "r") as f:
-            rows = len(f["labels"]["image"])
-            written = len(f["frames"]) if fmt == "jpeg" else rows
-    except (OSError, KeyError) as error:
-        problem = "unreadable (%s)" % error
-    else:
-        problem = None
-        if rows != entry["rows"]:
-            problem = "%d label rows, the manifest says %d" % (rows, entry["rows"])
-        elif written < entry["bytes"]:
-            problem = "%d bytes of crops, the manifest says %d" % (written, entry["bytes"])
-    if problem is not None:
-        raise tb.ToolboxError("%s is damaged: %s; start this store over with `%s --out %s "
-                              "--overwrite`" % (path, problem, store.BUILD_COMMAND, out))
-
-
 def write_chunk(f, entry, chunk, payload, fmt):
     """Put a finished chunk's crops into the split file `f` (rows chunk['start']:['stop'])."""
-    start, stop = chunk["start"], chunk["stop"]
-    if fmt == "raw":
-        part = np.load(payload, mmap_mode="r")                              # (n, 256, 192, 3)
-        for a in range(0, len(part), COPY_ROWS):
-            f["frames"][start + a:start + a + len(part[a:a + COPY_ROWS])] = part[a:a + COPY_ROWS]
-        del part
-        os.remove(payload)
-        return
-    sizes, data = payload
-    offset = entry["bytes"]
-    f["frames"].resize((offset + len(data),))
-    f["frames"][offset:] = data
-    f["frame_offset"][start:stop] = offset + np.cumsum(sizes) - sizes
-    f["frame_size"][start:stop] = sizes
-    entry["bytes"] = offset + len(data)
+    if fmt == "jpeg":
+        return store_build.append_jpegs(f, entry, chunk, payload)
+    start = chunk["start"]
+    part = np.load(payload, mmap_mode="r")                                  # (n, 256, 192, 3)
+    for a in range(0, len(part), COPY_ROWS):
+        f["frames"][start + a:start + a + len(part[a:a + COPY_ROWS])] = part[a:a + COPY_ROWS]
+    del part
+    os.remove(payload)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,19 +240,12 @@ def plan_split(build, manifest, split, source):
         columns = load_label_columns(labels_path)
     except LabelError as error:
         raise tb.ToolboxError(str(error))
-    info = file_info(labels_path)
-    path = os.path.join(build.out, store.SPLIT_FILES[split])
-    entry = manifest["splits"].get(split)
-    if entry is not None and entry["labels"]["sha256"] != info["sha256"]:
-        raise tb.ToolboxError("%s changed since the store's '%s' split was started (sha256 "
-                              "differs): add --overwrite to rebuild the store from it"
-                              % (labels_path, split))
-    if entry is not None and os.path.isfile(path):
-        check_split_file(path, entry, build.format, build.out)
-    if entry is None or not os.path.isfile(path):
-        create_split_file(path, columns, build.format)
-        entry = store.new_split_entry(split, info, len(columns), sequence_runs(columns.image))
-        manifest["splits"][split] = entry
+    info = store_build.file_info(labels_path)
+    changed = store_build.labels_change(manifest, split, info)
+    if changed:
+        raise tb.ToolboxError(changed + ": add --overwrite to rebuild the store from it")
+    entry = store_build.split_entry(build.out, manifest, split, info, columns,
+                                    sequence_runs(columns.image))
     frames = h36m.frame_numbers(columns.image)
     jobs = []
     for index, chunk in enumerate(entry["chunks"]):
@@ -344,102 +265,19 @@ def plan_split(build, manifest, split, source):
     return jobs
 
 
-def remove_store(out):
-    for name in [store.MANIFEST_NAME] + list(store.SPLIT_FILES.values()):
-        if os.path.exists(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
-
-
-@contextlib.contextmanager
-def build_lock(out):
-    """Hold the store's lock file for the whole build: a second build on the same folder refuses
-    at once instead of writing into the same files."""
-    path = os.path.join(out, LOCK_NAME)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise tb.ToolboxError("another prepare_store.py build is running on %s (it holds %s); "
-                                  "wait for it to finish, then run this command again"
-                                  % (out, path)) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def prepare_store(build):
     """Build (or continue) the store under its lock; returns the manifest."""
-    os.makedirs(build.out, exist_ok=True)
-    with build_lock(build.out):
-        return _prepare_store(build)
-
-
-def _prepare_store(build):
     source = resolve_source(build.source, build.images)
-    if build.overwrite:
-        remove_store(build.out)
-    for stale in glob.glob(os.path.join(glob.escape(build.out), ".part-*.npy")) + glob.glob(
-            os.path.join(glob.escape(build.out), "*.tmp")):
-        os.remove(stale)                                   # left by a killed build
-    manifest = start_or_resume(build, source)
-    jobs = []
-    for split in build.splits:
-        jobs += plan_split(build, manifest, split, source)
-    manifest["command"] = build_command(build, manifest)
-    store.write_manifest(build.out, manifest)
-    if build.max_chunks is not None:
-        jobs = jobs[:build.max_chunks]
-    start = time.time()
-    with contextlib.ExitStack() as files:
-        opened = {}
-        for job in jobs:
-            if job.split not in opened:
-                opened[job.split] = files.enter_context(open_split_file(
-                    os.path.join(build.out, store.SPLIT_FILES[job.split]), build.out))
-        for split, f in opened.items():
-            if build.format == "jpeg":                        # drop a tail a kill left behind
-                f["frames"].resize((manifest["splits"][split]["bytes"],))
-        description = "cropping frames (%s, %s)" % (source, build.format)
-        for split, index, payload in tb.parallel_map(build_chunk, jobs, build.workers, description):
-            entry = manifest["splits"][split]
-            chunk = entry["chunks"][index]
-            write_chunk(opened[split], entry, chunk, payload, build.format)
-            opened[split].flush()                            # the data first, then the record
-            chunk["done"] = True
-            entry["complete"] = not store.unfinished_chunks(entry)
-            store.write_manifest(build.out, manifest)
-    report(build.out, manifest, sum(len(j.frames) for j in jobs), time.time() - start)
-    return manifest
-
-
-def report(out, manifest, frames_written, seconds):
-    for split, entry in manifest["splits"].items():
-        left = store.unfinished_chunks(entry)
-        size = ""
-        if not left:
-            per_frame = os.path.getsize(os.path.join(out, entry["file"])) / entry["rows"]
-            size = ", %.1f KB per frame (file)" % (per_frame / 1000)
-        print("%s: %d rows, %d/%d chunks done%s" % (split, entry["rows"],
-                                                   len(entry["chunks"]) - len(left),
-                                                   len(entry["chunks"]), size))
-    print("wrote %d frames in %.1f s (%.0f frames/s) to %s"
-          % (frames_written, seconds, frames_written / max(seconds, 1e-9), out))
-    if any(store.unfinished_chunks(e) for e in manifest["splits"].values()):
-        print("the store is incomplete; continue it with: %s" % manifest["command"])
-
-
-def verify(out):
-    """Check the manifest and every stored crop; raises ToolboxError naming what is wrong."""
-    try:
-        manifest = store.read_manifest(out)
-        for split in manifest["splits"]:
-            dataset = store.Human36MStoreDataset(out, split)
-            for index in range(len(dataset)):
-                dataset.load_crop(index)
-            print("%s: %d frames, complete and readable" % (split, len(dataset)))
-    except (store.StoreError, OSError) as error:
-        raise tb.ToolboxError(str(error))
+    with store_build.building(build.out, build.overwrite, "prepare_store.py"):
+        manifest = start_or_resume(build, source)
+        jobs = []
+        for split in build.splits:
+            jobs += plan_split(build, manifest, split, source)
+        manifest["command"] = build_command(build, manifest)
+        write = functools.partial(write_chunk, fmt=build.format)
+        return store_build.run_chunks(
+            build.out, manifest, jobs, build_chunk, write, build.workers, build.max_chunks,
+            "cropping frames (%s, %s)" % (source, build.format))
 
 
 def main(argv=None):
@@ -459,14 +297,10 @@ def main(argv=None):
     parser.add_argument("--val-labels", help="validation label file; None: ROOT/%s"
                         % h36m.LABEL_FILES["val"])
     parser.add_argument("--images", help="full-frame images folder; None: ROOT/images")
-    parser.add_argument("--max-chunks", type=int,
-                        help="stop after this many chunks (build a big store in several runs)")
-    parser.add_argument("--overwrite", action="store_true", help="start the store over")
-    parser.add_argument("--verify", action="store_true",
-                        help="only check that the store at --out is complete and readable")
+    store_build.add_build_arguments(parser)
     args = parser.parse_args(argv)
     if args.verify:
-        return verify(args.out)
+        return store_build.verify(args.out, store.Human36MStoreDataset)
     if not 1 <= args.quality <= 100:
         raise tb.ToolboxError("--quality must be 1..100, got %d" % args.quality)
     labels = {"train": args.train_labels or os.path.join(args.root, h36m.LABEL_FILES["train"]),

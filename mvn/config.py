@@ -222,10 +222,6 @@ def _validate(config, source):
     if config["model"]["backbone"]["bn_mode"] not in ("eval", "train"):
         raise ConfigError("%s: model.backbone.bn_mode must be 'eval' or 'train', got '%s'"
                           % (source, config["model"]["backbone"]["bn_mode"]))
-    if config["dataset"]["name"] == "mpi_inf_3dhp" and config["dataset"]["format"] != "pkl":
-        raise ConfigError("%s: dataset.format '%s' is not available for MPI-INF-3DHP: use pkl "
-                          "(the label files and crops the MPI-INF-3DHP-Toolbox writes)"
-                          % (source, config["dataset"]["format"]))
     if config["dataset"]["format"] not in ("pkl", "store"):
         raise ConfigError("%s: dataset.format must be 'pkl' or 'store', got '%s'"
                           % (source, config["dataset"]["format"]))

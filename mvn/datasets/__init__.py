@@ -3,7 +3,7 @@ from its label files + crops."""
 from .human36m import Human36MDataset, LabelledCropDataset
 from mvn.images import CorruptImageError, ImageError, MissingImageError
 from .labels import LabelColumns, LabelError, load_label_columns
-from .mpi_inf_3dhp import MpiInf3dhpDataset
+from .mpi_inf_3dhp import MpiInf3dhpDataset, MpiInf3dhpStoreDataset
 from .store import Human36MStoreDataset, StoreError
 
 
@@ -17,6 +17,8 @@ def build_dataset(config, split):
     labels_path = d.train_labels_path if split == "train" else d.val_labels_path
     stride = d.train_frame_stride if split == "train" else d.val_frame_stride
     if d.name == "mpi_inf_3dhp":  # the val split is the test set, as the released code has it
+        if d.format == "store":    # the store holds its own labels (made from those files)
+            return MpiInf3dhpStoreDataset(d.store_path, split, frame_stride=stride)
         return MpiInf3dhpDataset(d.root, labels_path, split, frame_stride=stride)
     if d.format == "pkl":
         return Human36MDataset(d.root, labels_path, frame_stride=stride,
@@ -27,6 +29,7 @@ def build_dataset(config, split):
     raise ValueError("dataset.format '%s' is not available" % d.format)
 
 
-__all__ = ["Human36MDataset", "MpiInf3dhpDataset", "Human36MStoreDataset", "LabelledCropDataset", "ImageError",
+__all__ = ["Human36MDataset", "MpiInf3dhpDataset", "MpiInf3dhpStoreDataset", "Human36MStoreDataset",
+           "LabelledCropDataset", "ImageError",
            "MissingImageError", "CorruptImageError",
            "LabelColumns", "LabelError", "StoreError", "load_label_columns", "build_dataset"]

@@ -11,6 +11,10 @@ As the released loader does: 2D is screen-normalised with 2048x2048 (training, T
 1920x1080 (TS5-6, QUIRK Q10); every joint but the pelvis is made relative to it, and the pelvis
 row, absolute until the training step zeroes it there (Q5), is zeroed here (the same target);
 training uses every frame of every camera, the test split only the valid frames, in order.
+
+`MpiInf3dhpDataset` reads the crop JPEGs (`dataset.format: pkl`); `MpiInf3dhpStoreDataset` the
+same samples, bit for bit, from a frame store (`dataset.format: store`, built by
+MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py: those JPEG files' bytes and these columns).
 """
 import os
 import pickle
@@ -24,6 +28,7 @@ from mvn import mpi_inf_3dhp as mpi
 from mvn import matfile
 from mvn.datasets.human36m import LabelledCropDataset
 from mvn.datasets.labels import LabelError, _LabelUnpickler
+from mvn.datasets.store import StoreDataset
 from mvn.geometry import CROP_SHAPE
 from mvn.images import ImageError, MissingImageError, read_frame_bgr
 
@@ -252,3 +257,14 @@ class MpiInf3dhpDataset(LabelledCropDataset):
                              "it" % (path, image.shape[1], image.shape[0], CROP_SHAPE[1],
                                      CROP_SHAPE[0], self.labels.describe(index)))
         return image
+
+
+class MpiInf3dhpStoreDataset(StoreDataset):
+    """Samples of one split ('train', or 'val': the test set) of an MPI-INF-3DHP frame store:
+    the crop files' bytes, decoded as MpiInf3dhpDataset reads them, and its MpiLabels rows."""
+
+    DATASET = "mpi_inf_3dhp"
+    LABELS = MpiLabels
+
+    def describe(self, index):
+        return "%s, %s" % (self.labels.describe(index), self.labels.image_path(index))

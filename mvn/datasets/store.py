@@ -5,15 +5,20 @@ hands every DataLoader worker a list of ~2 million dicts. The store holds each s
 already made (docs/fidelity.md, "Crop"), and the labels as one array per field, in one HDF5
 file per split. `H36M-Toolbox/prepare_store.py` writes it; `Human36MStoreDataset` reads it and
 gives the same samples as `Human36MDataset` (identical tensors for raw crops made from the same
-images; JPEG crops differ by a measured, tested amount).
+images; JPEG crops differ by a measured, tested amount). MPI-INF-3DHP has a store of the same
+layout (`MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py`: the prepared crop JPEGs' bytes, copied;
+read by `mvn.datasets.mpi_inf_3dhp.MpiInf3dhpStoreDataset`). What both builders share:
+`mvn.datasets.store_build`.
 
 A store folder:
   manifest.json       the manifest (`new_manifest`, `new_split_entry` below), JSON:
                         version        STORE_VERSION
+                        dataset        "human36m" or "mpi_inf_3dhp" (absent: human36m)
                         format         "jpeg" or "raw"
                         jpeg_quality   1..100 (jpeg) or null
                         jpeg_chroma    "420" / "444" (jpeg) or null
                         source         "videos" or "images": where the crops were cut from
+                                       ("crops": copied from the prepared crop files)
                         root           the toolbox root it was built from (absolute)
                         command        the command that builds / resumes this store
                         splits         {split: entry}; an entry:
@@ -25,7 +30,8 @@ A store folder:
                           chunks       [{name, start, stop, done}]: one per sequence folder,
                                        rows [start, stop), marked done once written
   train.h5, val.h5    one per split:
-    labels/<field>    one dataset per LabelColumns field, rows in label-file order
+    labels/<field>    one dataset per field of the labels dataclass (LabelColumns,
+                      MpiLabels), rows in label-file order
     frames            raw:  (N, 256, 192, 3) uint8 BGR crops, contiguous
                       jpeg: (total bytes,) uint8, the crops' JPEG files one after another
     frame_offset      jpeg only: (N,) int64, where row i's JPEG starts in `frames`
@@ -35,21 +41,22 @@ import json
 import os
 import shlex
 
-import cv2
 import h5py
 import numpy as np
 
 from mvn import geometry
 from mvn.datasets.human36m import LabelledCropDataset
 from mvn.datasets.labels import LabelColumns, LabelError
-from mvn.images import decode_image
+from mvn.images import FRAME_READ_FLAGS, decode_image
 
 STORE_VERSION = 2  # 2: crops from the float64 label centre and scale; a label record column
 MANIFEST_NAME = "manifest.json"
 SPLIT_FILES = {"train": "train.h5", "val": "val.h5"}
 FORMATS = ("jpeg", "raw")
 CROP_SHAPE = geometry.CROP_SHAPE + (3,)  # (height, width, BGR) of a stored crop
-BUILD_COMMAND = "python H36M-Toolbox/prepare_store.py"
+BUILD_COMMANDS = {"human36m": "python H36M-Toolbox/prepare_store.py",
+                  "mpi_inf_3dhp": "python MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py"}
+BUILD_COMMAND = BUILD_COMMANDS["human36m"]
 
 
 class StoreError(LabelError):
@@ -63,31 +70,37 @@ def manifest_path(store_path):
     return os.path.join(store_path, MANIFEST_NAME)
 
 
-def read_manifest(store_path):
-    """The store's manifest dict; StoreError if there is none (no store at `store_path`)."""
+def read_manifest(store_path, dataset="human36m"):
+    """The manifest dict of the store of `dataset` at `store_path`; StoreError if there is none
+    (no store at `store_path`) or it holds the other dataset."""
     path = manifest_path(store_path)
+    command = BUILD_COMMANDS[dataset]
     if not os.path.isfile(path):
         raise StoreError("no frame store at %s (%s missing): build it with `%s --root "
                          "<toolbox root> --out %s`, or set dataset.store_path"
-                         % (store_path, MANIFEST_NAME, BUILD_COMMAND, store_path))
+                         % (store_path, MANIFEST_NAME, command, store_path))
     try:
         with open(path) as f:
             manifest = json.load(f)
     except (OSError, ValueError) as error:
         raise StoreError("%s is not a store manifest (%s); rebuild the store with `%s --out %s "
-                         "--overwrite`" % (path, error, BUILD_COMMAND, store_path)) from None
+                         "--overwrite`" % (path, error, command, store_path)) from None
     if manifest.get("version") != STORE_VERSION:
         raise StoreError("%s: store version %r, this code reads version %d; rebuild it with "
                          "`%s --out %s --overwrite`" % (path, manifest.get("version"),
-                                                       STORE_VERSION, BUILD_COMMAND, store_path))
+                                                       STORE_VERSION, command, store_path))
+    held = manifest.get("dataset", "human36m")
+    if held != dataset:
+        raise StoreError("the store at %s holds %s frames, not %s: set dataset.store_path to a "
+                         "store built by `%s`" % (store_path, held, dataset, command))
     return manifest
 
 
-def new_manifest(format, jpeg_quality, jpeg_chroma, source, root):
+def new_manifest(format, jpeg_quality, jpeg_chroma, source, root, dataset="human36m"):
     """A manifest with no split yet (schema: the module docstring)."""
-    return {"version": STORE_VERSION, "format": format, "jpeg_quality": jpeg_quality,
-            "jpeg_chroma": jpeg_chroma, "source": source, "root": os.path.abspath(root),
-            "command": "", "splits": {}}
+    return {"version": STORE_VERSION, "dataset": dataset, "format": format,
+            "jpeg_quality": jpeg_quality, "jpeg_chroma": jpeg_chroma, "source": source,
+            "root": os.path.abspath(root), "command": "", "splits": {}}
 
 
 def new_split_entry(split, labels_info, rows, sequence_runs):
@@ -144,45 +157,52 @@ def check_split(manifest, split, store_path):
 # Labels as HDF5 columns
 
 def write_label_columns(group, columns):
-    """One dataset per LabelColumns field under `group` (an h5py Group)."""
-    for name in LabelColumns.__dataclass_fields__:
+    """One dataset per field of the labels dataclass `columns` (LabelColumns, MpiLabels) under
+    `group` (an h5py Group)."""
+    for name in columns.__dataclass_fields__:
         group.create_dataset(name, data=getattr(columns, name))
 
 
-def read_label_columns(group):
-    """LabelColumns from the datasets `write_label_columns` wrote (read whole, one array each)."""
-    fields = LabelColumns.__dataclass_fields__
+def read_label_columns(group, kind=LabelColumns):
+    """The labels dataclass `kind` from the datasets `write_label_columns` wrote (read whole, one
+    array each)."""
+    fields = kind.__dataclass_fields__
     missing = [name for name in fields if name not in group]
     if missing:
         raise StoreError("%s lacks the label columns %s; rebuild the store"
                          % (group.file.filename, ", ".join(missing)))
-    return LabelColumns(**{name: group[name][()] for name in fields})
+    return kind(**{name: group[name][()] for name in fields})
 
 
 # ----------------------------------------------------------------------------------------------
 # Frames
 
-def decode_jpeg(data, where, store_path="<store>"):
+def decode_jpeg(data, where, store_path="<store>", command=BUILD_COMMAND):
     """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR, checked (mvn.images: a truncated crop is
-    an error, not a grey one); `where` names the row in errors."""
-    image, problem = decode_image(data, cv2.IMREAD_COLOR)
+    an error, not a grey one), decoded as the pkl path reads a file; `where` names the row in
+    errors, `command` the store's builder."""
+    image, problem = decode_image(data, FRAME_READ_FLAGS)
     if image is not None and image.shape != CROP_SHAPE:
         problem = "a %dx%d image, not a %dx%d crop" % (image.shape[:2] + CROP_SHAPE[:2])
     if problem is not None:
         raise StoreError("%s: the stored crop is damaged (%s); check the store with `%s "
                          "--out %s --verify` and rebuild it with --overwrite"
-                         % (where, problem, BUILD_COMMAND, store_path))
+                         % (where, problem, command, store_path))
     return image
 
 
-class Human36MStoreDataset(LabelledCropDataset):
+class StoreDataset(LabelledCropDataset):
     """Samples of one split of a frame store: the same keys, dtypes and order as the pkl path.
+    Subclasses name the dataset (DATASET, the manifest's) and its labels dataclass (LABELS).
 
     The HDF5 file is opened lazily in each process that reads frames (an h5py handle must not
     cross a fork), so the dataset can be handed to DataLoader workers as it is."""
 
+    DATASET = None
+    LABELS = None
+
     def __init__(self, store_path, split, frame_stride=1):
-        manifest = read_manifest(store_path)
+        manifest = read_manifest(store_path, self.DATASET)
         entry = check_split(manifest, split, store_path)
         self.store_path = store_path
         self.split = split
@@ -193,7 +213,7 @@ class Human36MStoreDataset(LabelledCropDataset):
                              "with `%s`" % (self.path, command_for(store_path, manifest, True)))
         try:
             with h5py.File(self.path, "r") as f:
-                columns = read_label_columns(f["labels"])
+                columns = read_label_columns(f["labels"], self.LABELS)
                 if self.format == "jpeg":
                     self.frame_offset = f["frame_offset"][()]  # (N,) int64
                     self.frame_size = f["frame_size"][()]      # (N,) int64
@@ -229,5 +249,19 @@ class Human36MStoreDataset(LabelledCropDataset):
             return frames[row]
         start = self.frame_offset[row]
         return decode_jpeg(frames[start:start + self.frame_size[row]],
-                           "%s row %d (%s)" % (self.path, row, self.labels.image[index].decode()),
-                           self.store_path)
+                           "%s row %d (%s)" % (self.path, row, self.describe(index)),
+                           self.store_path, BUILD_COMMANDS[self.DATASET])
+
+    def describe(self, index):
+        """Sample `index` in words, for errors."""
+        raise NotImplementedError
+
+
+class Human36MStoreDataset(StoreDataset):
+    """Human3.6M samples from a store of H36M-Toolbox/prepare_store.py."""
+
+    DATASET = "human36m"
+    LABELS = LabelColumns
+
+    def describe(self, index):
+        return self.labels.image[index].decode()
