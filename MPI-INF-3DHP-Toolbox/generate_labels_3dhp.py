@@ -133,7 +133,7 @@ def label_test_sequence(job):
                               "%d, %d, %d and %d frames; unzip the test set again"
                               % (path, len(data_2d), len(data_3d), len(valid), len(activity)))
     # every frame, valid or not, as the released script
-    crop = crop_keypoints(data_2d, data_3d, mpi.test_intrinsics_index(name))
+    crop = crop_keypoints(data_2d, data_3d, mpi.sequence_intrinsics_index(name))
     return {"data_2d": data_2d, "data_2d_crop": crop, "data_3d": data_3d, "valid": valid,
             "activity": activity}
 

@@ -201,7 +201,7 @@ def train_jobs(root, labels, route, backend):
 def crop_test_sequence(job):
     """Crop every annotated frame of one test sequence; returns the number of frames."""
     root, name, root_mm = job
-    index = mpi.test_intrinsics_index(name)
+    index = mpi.sequence_intrinsics_index(name)
     folder = os.path.join(root, mpi.TEST_FOLDER, "images", name)
     _start_folder(folder, name + "_*.jpg")
     center, scale = mpi.crop_center_scale(root_mm, index)
@@ -224,7 +224,7 @@ def test_jobs(root, labels):
     for name, entry in labels.items():
         root_mm = np.asarray(entry["data_3d"])[:, mpi.ROOT_JOINT]
         folder = os.path.join(root, mpi.TEST_FOLDER, "images", name)
-        if _marker_matches(folder, _test_record(root_mm, mpi.test_intrinsics_index(name))):
+        if _marker_matches(folder, _test_record(root_mm, mpi.sequence_intrinsics_index(name))):
             complete += 1
             continue
         for i in range(len(root_mm)):

@@ -110,14 +110,14 @@ def studio_camera(camera):
 
 
 def test_camera(name):
-    return _rig_camera(*TEST_RIG[name], mpi.test_intrinsics_index(name))
+    return _rig_camera(*TEST_RIG[name], mpi.sequence_intrinsics_index(name))
 
 
 @lru_cache(maxsize=8)
 def background(seed, view):
     """The empty room seen by a studio camera id or a test sequence's camera (cached)."""
     if isinstance(view, str):
-        camera, (width, height) = test_camera(view), mpi.test_resolution(view)
+        camera, (width, height) = test_camera(view), mpi.sequence_resolution(view)
     else:
         camera, (width, height) = studio_camera(view), mpi.TRAIN_RESOLUTION
     return render.render_background(camera, width, height, _rng(seed, 3, hash_view(view)),

@@ -78,13 +78,13 @@ TEST_INFO = FACTS["test_sequences"]                  # name -> scene, res_wh, va
 SCENES = {"GS": ("TS1", "TS2"), "noGS": ("TS3", "TS4"), "Outdoor": ("TS5", "TS6")}
 
 
-def test_resolution(name):
+def sequence_resolution(name):
     """(width, height) of test sequence `name` ('TS1'..'TS6')."""
     w, h = TEST_INFO[name]["res_wh"]
     return int(w), int(h)
 
 
-def test_intrinsics_index(name):
+def sequence_intrinsics_index(name):
     """The table entry the released test-label script uses: 8 (cam_8) for TS1-4, 14 for TS5-6."""
     return int(TEST_INFO[name]["intrinsics_index"])
 

@@ -216,7 +216,7 @@ def load_test_labels(path, root):
         activity = np.asarray(activity).reshape(-1)
         rows = np.flatnonzero(valid)
         _check_finite((data_2d[rows], data_2d_crop[rows], data_3d[rows]), name, path)
-        w, h = mpi.test_resolution(name)
+        w, h = mpi.sequence_resolution(name)
         parts.append((mpi.normalize_screen(data_2d[rows], w, h), data_2d_crop[rows],
                       _relative_to_pelvis(data_3d[rows]), np.full(len(rows), int(name[2:])),
                       np.full(len(rows), -1), rows))
