@@ -84,9 +84,10 @@ def flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton=HUMAN36M)
 def predict_pose(model, images, keypoints_2d, keypoints_2d_crop, use_flip_test=True,
                  skeleton=HUMAN36M):
     """THE prediction, as evaluation scores it and the demo writes it: (B, 17, 3) float32,
-    camera frame, in the targets' unit (Human3.6M metres, MPI-INF-3DHP mm), relative to the root as the model was trained (targets are
-    root-relative; the pelvis row is the model's own output, close to 0, and is not re-rooted,
-    as in the released evaluation). With the flip test unless `use_flip_test` is False."""
+    camera frame, in the targets' unit (Human3.6M metres, MPI-INF-3DHP mm), relative to the
+    root as the model was trained (targets are root-relative; the root row is the model's own
+    output, close to 0, and is not re-rooted here; the MPI-INF-3DHP evaluation zeroes it, as
+    its released code does). With the flip test unless `use_flip_test` is False."""
     if use_flip_test:
         prediction = flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton)
     else:
@@ -98,8 +99,9 @@ def prepare_batch(batch, backbone_type, device, flip=False, skeleton=HUMAN36M):
     """A DataLoader batch dict -> model inputs and the root-relative target, on `device`.
 
     `batch` holds 'images' (B,256,192,3) uint8 BGR, 'keypoints_2d' (B,17,2),
-    'keypoints_2d_crop' (B,17,2) and 'keypoints_3d' (B,1,17,3) (metres, or mm for MPI-INF-3DHP). With `flip`, the whole
-    batch is mirrored (QUIRK, docs/fidelity.md: the training loop draws once per batch, not per sample).
+    'keypoints_2d_crop' (B,17,2) and 'keypoints_3d' (B,1,17,3) (metres; mm for MPI-INF-3DHP).
+    With `flip`, the whole batch is mirrored (QUIRK, docs/fidelity.md: the training loop draws
+    once per batch, not per sample).
     """
     non_blocking = device.type == "cuda"
     images = batch["images"].to(device, non_blocking=non_blocking)

@@ -236,6 +236,10 @@ def _validate(config, source):
     if config["dataset"]["num_workers"] < 0:
         raise ConfigError("%s: dataset.num_workers must be 0 (load in the main process) or more, "
                           "got %d" % (source, config["dataset"]["num_workers"]))
+    round_mm = config["train"]["best_epoch_round_mm"]
+    if round_mm != 0 and not any(round_mm == 10.0 ** -k for k in range(-3, 7)):
+        raise ConfigError("%s: train.best_epoch_round_mm must be 0 (no rounding) or a power of "
+                          "ten such as 0.1, got %r" % (source, round_mm))
     for name in ("train.batch_size", "val.batch_size", "train.n_epochs"):
         section, key = name.split(".")
         if config[section][key] < 1:

@@ -362,10 +362,8 @@ def best_epoch_rule(p1_mm, best_p1_mm, round_mm=0.1):
     rounded to `round_mm` (Human3.6M: 0.1 mm; MPI-INF-3DHP: 0, not rounded), compared with a
     strict `<` (a tie keeps the earlier epoch)."""
     rounded = np.float64(p1_mm)
-    if round_mm > 0:
-        digits = int(round(-math.log10(round_mm)))
-        rounded = round(rounded, digits) if 10.0 ** -digits == round_mm \
-            else round(rounded / round_mm) * round_mm
+    if round_mm > 0:  # a power of ten (validated): 0.1 mm -> round(p1, 1), as released
+        rounded = round(rounded, round(-math.log10(round_mm)))
     if rounded < best_p1_mm:
         return True, float(rounded)
     return False, best_p1_mm
@@ -635,6 +633,9 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
     table, the evaluation folder)."""
     from mvn.datasets import build_dataset
 
+    if config.dataset.name == "mpi_inf_3dhp" and split != "val":
+        raise CAPFError("MPI-INF-3DHP: --eval scores the test set (the val split); its official "
+                        "tables exist only there. Leave out --eval_dataset")
     configure_tf32(config)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
                                     processes)

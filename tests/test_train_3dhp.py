@@ -160,3 +160,14 @@ def test_published_checkpoint_name_is_the_eval_default(release, tmp_path):
                        + options(release))
     assert result.returncode == 2
     assert "checkpoint/HRNet_48_96_no_refine_45_3125.pth not found" in result.stderr
+
+
+def test_eval_of_the_training_split_is_refused_with_one_line(trained, tmp_path):
+    root, folder, _ = trained
+    result = run_train(["--config", CONFIG, "--logdir", str(tmp_path), "--device", "cpu",
+                        "--eval", "--eval_dataset", "train", "--checkpoint",
+                        os.path.join(folder, "checkpoints", "best_epoch.bin"), "--opts"]
+                       + options(root))
+    assert result.returncode == 2
+    (line,) = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+    assert "scores the test set" in line and not os.listdir(tmp_path)

@@ -64,7 +64,8 @@ def read_label_npz(path):
         raise LabelError("%s could not be read as an MPI-INF-3DHP label file (%s: %s); it may be "
                          "truncated: regenerate it" % (path, type(error).__name__, error)) from None
     if not isinstance(data, dict) or not data:
-        raise LabelError("%s: 'data' holds %s, not a dict of sequences" % (path, type(data).__name__))
+        raise LabelError("%s: 'data' holds %s, not a dict of sequences"
+                         % (path, type(data).__name__))
     return data
 
 
