@@ -120,6 +120,20 @@ def _mat_files(folder):
     return found
 
 
+def _annotation_matches(folder, pattern, accepted, expected):
+    """The regex matches of every *mat file under `folder`; a file that does not match, or whose
+    match `accepted` refuses, is an error naming it (`expected`: the paths allowed, for it)."""
+    matches = []
+    for relative in _mat_files(folder):
+        match = pattern.match(relative)
+        if match is None or not accepted(match):
+            raise ToolboxError("%s: unexpected MATLAB file; the label step reads every *mat file "
+                               "under %s as %s: move it out of that folder"
+                               % (os.path.join(folder, relative), folder, expected))
+        matches.append(match)
+    return matches
+
+
 def find_training_sequences(root):
     """Sorted (subject, sequence) of every S<s>/Seq<q>/annot.mat under root/mpi_inf_3dhp.
 
@@ -133,15 +147,9 @@ def find_training_sequences(root):
                            "MPI-INF-3DHP-Toolbox/README.md), synthesise one with "
                            "synthesize_3dhp.py --root %s, or leave it out with --sets test"
                            % (folder, root))
-    sequences = []
-    for relative in _mat_files(folder):
-        match = TRAIN_ANNOT.match(relative)
-        if match is None or int(match.group(1)) not in mpi.SUBJECTS \
-                or int(match.group(2)) not in mpi.SEQUENCES:
-            raise ToolboxError("%s: unexpected MATLAB file; the label step reads every *mat file "
-                               "under %s as S<1..8>/Seq<1..2>/annot.mat: move it out of that "
-                               "folder" % (os.path.join(folder, relative), folder))
-        sequences.append((int(match.group(1)), int(match.group(2))))
+    sequences = [(int(m.group(1)), int(m.group(2))) for m in _annotation_matches(
+        folder, TRAIN_ANNOT, lambda m: int(m.group(1)) in mpi.SUBJECTS
+        and int(m.group(2)) in mpi.SEQUENCES, "S<1..8>/Seq<1..2>/annot.mat")]
     if not sequences:
         raise ToolboxError("%s holds no S<s>/Seq<q>/annot.mat: download the training set (see "
                            "MPI-INF-3DHP-Toolbox/README.md) or synthesise one with "
@@ -158,14 +166,9 @@ def find_test_sequences(root):
                            "TS1..TS6 (see MPI-INF-3DHP-Toolbox/README.md), synthesise one with "
                            "synthesize_3dhp.py --root %s, or leave it out with --sets train"
                            % (folder, root))
-    names = []
-    for relative in _mat_files(folder):
-        match = TEST_ANNOT.match(relative)
-        if match is None or match.group(1) not in mpi.TEST_SEQUENCES:
-            raise ToolboxError("%s: unexpected MATLAB file; the label step reads every *mat file "
-                               "under %s as TS<1..6>/annot_data.mat: move it out of that folder"
-                               % (os.path.join(folder, relative), folder))
-        names.append(match.group(1))
+    names = [m.group(1) for m in _annotation_matches(
+        folder, TEST_ANNOT, lambda m: m.group(1) in mpi.TEST_SEQUENCES,
+        "TS<1..6>/annot_data.mat")]
     if not names:
         raise ToolboxError("%s holds no TS<k>/annot_data.mat: unzip mpi_inf_3dhp_test_set.zip "
                            "there so that it holds TS1..TS6 (see MPI-INF-3DHP-Toolbox/README.md)"
