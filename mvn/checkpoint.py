@@ -13,7 +13,8 @@
   (mvn.engine.seed_step), so a resumed run draws what the uninterrupted one would have.
 
 Writes go to a temporary file that is renamed into place; the previous `last.bin` is kept as
-`last.previous.bin` until the new one is complete, and a damaged `last.bin` falls back to it.
+`last.previous.bin` (a second name of the same file, so `last.bin` exists at every instant: a
+kill -9 at any moment leaves a complete one), and a damaged `last.bin` falls back to it.
 A failed write (disk full, read-only) removes its partial file and says so in one line.
 """
 import logging
@@ -54,8 +55,31 @@ def atomic_save(obj, path, keep_previous=None):
             % (path, str(error).splitlines()[0],
                "" if free is None else ", %.1f MB free there" % (free / 1e6))) from None
     if keep_previous is not None and os.path.exists(path):
-        os.replace(path, keep_previous)
+        _keep_as_previous(path, keep_previous)
     os.replace(temporary, path)
+
+
+_warned_no_hard_links = []
+
+
+def _keep_as_previous(path, previous):
+    """Give the file at `path` the second name `previous` (a hard link, renamed into place), so
+    that `path` never disappears. Where the file system has no hard links, `path` is renamed:
+    a kill between that and the next rename leaves only `previous`, which resuming reads."""
+    link = previous + ".tmp"
+    if os.path.lexists(link):
+        os.remove(link)
+    try:
+        os.link(path, link)
+    except OSError as error:
+        if not _warned_no_hard_links:
+            _warned_no_hard_links.append(True)
+            logger.warning("no hard links in %s (%s): %s is renamed to %s before each save",
+                           os.path.dirname(path), error.strerror, os.path.basename(path),
+                           os.path.basename(previous))
+        os.replace(path, previous)
+        return
+    os.replace(link, previous)
 
 
 def _free_bytes(folder):

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from mvn import checkpoint
 from mvn.checkpoint import (CheckpointWriteError, experiment_folder_of, find_checkpoint,
                             model_state_with_module_prefix, resume_state, save_best, save_last)
 from mvn.config import load_config
@@ -56,6 +57,64 @@ def test_last_keeps_the_previous_one_and_resume_falls_back_to_it(tmp_path):
     fresh, fresh_optimizer = tiny_model_and_optimizer()
     assert resume_state(fresh, fresh_optimizer, folder)[:2] == (3, 40)   # the previous one
     assert torch.equal(fresh.volume_net.head[1].bias, torch.full((3,), 0.25))
+
+
+def saves_watching_last_bin(monkeypatch, folder, model, optimizer):
+    """Two save_last calls; for every rename and link on the way, whether last.bin existed
+    just before and just after it (a kill -9 can land between any two of them)."""
+    last = os.path.join(folder, "checkpoints", "last.bin")
+    seen = []
+
+    def watched(original):
+        def call(source, destination):
+            before = os.path.isfile(last)
+            original(source, destination)
+            seen.append((os.path.basename(destination), before, os.path.isfile(last)))
+        return call
+
+    monkeypatch.setattr(os, "replace", watched(os.replace))
+    monkeypatch.setattr(os, "link", watched(os.link))
+    for step in (40, 50):
+        save_last(folder, model, optimizer, (3, step), 0.1, 55.5, [], {"steps": step})
+    monkeypatch.undo()
+    return seen
+
+
+def test_last_bin_exists_at_every_instant_of_a_save(tmp_path, monkeypatch):
+    folder = experiment(tmp_path)
+    model, optimizer = tiny_model_and_optimizer()
+    seen = saves_watching_last_bin(monkeypatch, folder, model, optimizer)
+    assert [name for name, _, _ in seen] == [
+        "last.bin",                                              # the first save
+        "last.previous.bin.tmp", "last.previous.bin", "last.bin"]  # link, rename, rename
+    assert all(before and after for _, before, after in seen[1:])
+    directory = os.path.join(folder, "checkpoints")
+    assert sorted(os.listdir(directory)) == ["last.bin", "last.previous.bin"]
+    previous = torch.load(os.path.join(directory, "last.previous.bin"), weights_only=True)
+    assert (previous["step"], torch.load(os.path.join(directory, "last.bin"),
+                                         weights_only=True)["step"]) == (40, 50)
+
+
+def test_without_hard_links_the_previous_one_is_renamed_and_said_once(tmp_path, monkeypatch,
+                                                                      caplog):
+    folder = experiment(tmp_path)
+    model, optimizer = tiny_model_and_optimizer()
+
+    def no_links(source, destination):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(checkpoint, "_warned_no_hard_links", [])
+    monkeypatch.setattr(os, "link", no_links)
+    with caplog.at_level("WARNING", logger="mvn.checkpoint"):
+        for step in (40, 50, 60):
+            save_last(folder, model, optimizer, (3, step), 0.1, 55.5, [], {"steps": step})
+    monkeypatch.undo()
+    assert [r.getMessage() for r in caplog.records if "hard links" in r.getMessage()] == [
+        "no hard links in %s (Operation not permitted): last.bin is renamed to "
+        "last.previous.bin before each save" % os.path.join(folder, "checkpoints")]
+    fresh, fresh_optimizer = tiny_model_and_optimizer()
+    os.remove(os.path.join(folder, "checkpoints", "last.bin"))   # a kill between the renames
+    assert resume_state(fresh, fresh_optimizer, folder)[:2] == (3, 50)
 
 
 def test_a_folder_without_a_checkpoint_starts_over(tmp_path):
