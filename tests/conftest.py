@@ -1,5 +1,5 @@
-"""Shared test helpers: the reference vectors in tests/reference/ and a small synthetic
-Human3.6M."""
+"""Shared test helpers: the reference vectors in tests/reference/, a small synthetic Human3.6M
+and a small synthetic MPI-INF-3DHP."""
 import os
 import socket
 
@@ -35,11 +35,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_toolbox(script, *args):
-    """Run an H36M-Toolbox script as a user would; fail the test with its output if it fails."""
+def run_toolbox(script, *args, toolbox="H36M-Toolbox"):
+    """Run a script of `toolbox` as a user would; fail the test with its output if it fails."""
     import subprocess
     import sys
-    command = [sys.executable, os.path.join(REPO_ROOT, "H36M-Toolbox", script)] + list(args)
+    command = [sys.executable, os.path.join(REPO_ROOT, toolbox, script)] + list(args)
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     if result.returncode != 0:
         pytest.fail("%s failed (%d):\n%s\n%s" % (" ".join(command), result.returncode,
@@ -71,3 +71,17 @@ def read_video_frames(path):
         frames.append(frame)
     capture.release()
     return frames
+
+
+@pytest.fixture(scope="session")
+def synthetic_3dhp(tmp_path_factory):
+    """A small synthetic MPI-INF-3DHP (S1: 2 sequences x 8 cameras x 2 frames; TS1..TS6 x 3
+    frames, some invalid) synthesised and prepared (label files + crops) with the toolbox's
+    commands. Returns its root folder; tests only read it (copy it to change it)."""
+    root = str(tmp_path_factory.mktemp("mpi_inf_3dhp"))
+    run_toolbox("synthesize_3dhp.py", "--root", root, "--subjects", "1", "--frames", "2",
+                "--test-frames", "3", "--seed", "0", "--workers", "2",
+                toolbox="MPI-INF-3DHP-Toolbox")
+    run_toolbox("prepare_3dhp.py", "--root", root, "--workers", "2",
+                toolbox="MPI-INF-3DHP-Toolbox")
+    return root

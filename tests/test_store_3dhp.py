@@ -25,7 +25,6 @@ from test_train import only_folder, run_train
 TOOLBOX_DIR = os.path.join(REPO_ROOT, "MPI-INF-3DHP-Toolbox")
 sys.path.insert(0, TOOLBOX_DIR)  # the toolbox is a folder of scripts, not a package
 import mpi_toolbox  # noqa: E402
-import prepare_3dhp  # noqa: E402
 import prepare_store_3dhp  # noqa: E402
 
 CONFIG = os.path.join(REPO_ROOT, "experiments", "synthetic", "mpi_tiny.yaml")
@@ -44,11 +43,10 @@ def builder(*args):
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    """A prepared synthetic release: S1, 2 sequences x 8 cameras x 2 frames; TS1..TS6 x 3
-    frames, some invalid."""
-    return prepare_3dhp.make_tiny_dataset(str(tmp_path_factory.mktemp("mpi_inf_3dhp")),
-                                          workers=1)
+def release(synthetic_3dhp):
+    """The shared prepared release (tests/conftest.py): S1, 2 sequences x 8 cameras x 2 frames;
+    TS1..TS6 x 3 frames, some invalid."""
+    return synthetic_3dhp
 
 
 @pytest.fixture(scope="module")

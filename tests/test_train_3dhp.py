@@ -30,14 +30,9 @@ def toolbox(script, *args):
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    """A synthetic release (S1, 2 sequences x 8 cameras x 2 frames; TS1..TS6 x 4 frames),
-    prepared with the toolbox's commands as a user runs them."""
-    root = str(tmp_path_factory.mktemp("mpi_inf_3dhp"))
-    toolbox("synthesize_3dhp.py", "--root", root, "--subjects", "1", "--frames", "2",
-            "--test-frames", "4", "--seed", "0", "--workers", "2")
-    toolbox("prepare_3dhp.py", "--root", root, "--workers", "2")
-    return root
+def release(synthetic_3dhp):
+    """The shared small release (tests/conftest.py), made with the toolbox's commands."""
+    return synthetic_3dhp
 
 
 def options(root, **extra):

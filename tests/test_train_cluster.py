@@ -16,7 +16,7 @@ import torch
 from conftest import REPO_ROOT, free_port, run_toolbox
 from test_train import CONFIG, options, only_folder
 
-STEPS = 12  # steps per epoch: long enough to be killed in the middle
+STEPS = 8  # steps per epoch: long enough to be killed in the middle
 
 
 def read(path):
@@ -323,7 +323,7 @@ def test_two_runs_started_at_once_get_two_complete_folders(synthetic_h36m, tmp_p
 
 def test_two_store_builds_on_one_folder_never_damage_it(synthetic_h36m, tmp_path):
     script = os.path.join(REPO_ROOT, "H36M-Toolbox", "prepare_store.py")
-    for trial in range(4):
+    for trial in range(3):
         out = str(tmp_path / ("store%d" % trial))
         command = [sys.executable, script, "--root", synthetic_h36m, "--out", out, "--splits",
                    "val", "--source", "images", "--workers", "1"]
