@@ -20,6 +20,10 @@ import numpy as np
 import pytest
 import scipy.io
 
+# End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLBOX_DIR = os.path.join(REPO_ROOT, "MPI-INF-3DHP-Toolbox")
 sys.path.insert(0, TOOLBOX_DIR)  # the toolbox is a folder of scripts, not a package
@@ -40,7 +44,10 @@ TEST_NAMES = ["TS1", "TS2", "TS3", "TS4", "TS5", "TS6"]
 with open(os.path.join(REPO_ROOT, "tests", "reference", "mpi_inf_3dhp", "facts.json")) as _f:
     TABLE = json.load(_f)["training_set"]       # the release's facts, not mvn's copy
 INTRINSICS = TABLE["python_intrinsics_list"]    # the released list of 15 camera dicts
-ENV = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+# The README's commands say `python`: the interpreter running the tests (its folder first on
+# PATH, as in an activated virtual environment), with the repository importable.
+ENV = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
 
 def _readme_commands():

@@ -16,6 +16,10 @@ import torch
 from conftest import REPO_ROOT, free_port, run_toolbox
 from test_train import CONFIG, options, only_folder
 
+# End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
 STEPS = 8  # steps per epoch: long enough to be killed in the middle
 
 
@@ -299,9 +303,11 @@ def test_two_agents_as_two_nodes_train_and_evaluate_like_one_process(synthetic_h
     checkpoint = os.path.join(folder, "checkpoints", "best_epoch.bin")
     two_nodes(["--logdir", str(tmp_path / "eval2"), "--eval", "--checkpoint", checkpoint]
               + common, "eval")
+    # Same thread count as the two agents (start() sets OMP_NUM_THREADS=1): CPU sums depend on it
     one = subprocess.run(launcher(1) + ["--logdir", str(tmp_path / "eval1"), "--eval",
                                         "--checkpoint", checkpoint] + common,
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert one.returncode == 0, one.stderr[-3000:]
     tables = [json.loads(read(os.path.join(only_folder(str(tmp_path / d)), "evaluation.json")))
               for d in ("eval1", "eval2")]
