@@ -26,6 +26,9 @@ DATASET_NAMES = ("human36m", "mpi_inf_3dhp")
 DEFAULTS = {
     "title": "capf",         # experiment folders: <logdir>/<title>@<date-time>
     "seed": 0,
+    # PyTorch threads per process; 0: OMP_NUM_THREADS if set, else the process's cores less its
+    # DataLoader workers (mvn/threads.py). Numbers are bit-identical only at equal thread counts.
+    "torch_threads": 0,
     "model": {
         "backbone": {
             "type": "hrnet_32",

@@ -31,6 +31,7 @@ from mvn.models import build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
 from mvn.skeleton import SKELETONS
 from mvn.stopping import StopSignals, TrainingStopped
+from mvn.threads import apply_torch_threads
 
 logger = logging.getLogger(__name__)
 ROOT_LOGGER = "mvn"  # every module logs under it; setup_logging configures it once
@@ -505,6 +506,8 @@ def fit(config, processes, logdir, resume=None, name=None):
     configure_tf32(config)
     folder, resuming = open_run_folder(logdir, config, processes, resume, name)
     setup_logging(folder, processes)
+    threads_before = torch.get_num_threads()  # restored at the end (in-process callers)
+    logger.info("%s", apply_torch_threads(config))
     writer = None
     signals = StopSignals()
     try:
@@ -603,6 +606,7 @@ def fit(config, processes, logdir, resume=None, name=None):
             abandon_folder(folder, processes)
         raise
     finally:
+        torch.set_num_threads(threads_before)
         signals.close()
         if writer is not None:
             writer.close()
@@ -640,6 +644,8 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
                                     processes)
     setup_logging(folder, processes)
+    threads_before = torch.get_num_threads()  # restored at the end (in-process callers)
+    logger.info("%s", apply_torch_threads(config))
     try:
         model = build_model(config)
         checkpoint = load_model_weights(model, checkpoint_path)
@@ -661,5 +667,6 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
         abandon_folder(folder, processes)  # a failed evaluation leaves no folder
         raise
     finally:
+        torch.set_num_threads(threads_before)
         close_logging()
     return errors, folder
