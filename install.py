@@ -1,0 +1,128 @@
+"""Install what the project needs into the Python that runs this script (use a virtual environment).
+
+    python3 -m venv .venv && . .venv/bin/activate
+    python3 install.py             # the exact versions of requirements.lock (what CI tests)
+    python3 install.py --latest    # the newest versions requirements.txt allows (drift check)
+
+Steps, each printed as the command it runs:
+  1. PyTorch at the lock's version: on a machine without an NVIDIA GPU from PyTorch's CPU wheel
+     index (plain PyPI gives Linux the multi-GB CUDA build), else from the default index (CUDA).
+  2. Everything else: `pip install -r requirements.lock` (or `--upgrade -r requirements.txt`).
+  3. This package, editable: `pip install --no-deps -e .` (makes `mvn` importable everywhere).
+Standard library only: it runs before anything is installed (quickstart.py and .ci/run use it).
+"""
+import argparse
+import importlib.metadata
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+LOCK = "requirements.lock"
+RANGES = "requirements.txt"
+# PyTorch's index of CPU-only wheels.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+class InstallError(Exception):
+    """A step failed; the message says which and what to do."""
+
+
+def locked_version(package, lock_path=os.path.join(REPO, LOCK)):
+    """The version `package` is pinned to in the lock file ('2.13.0')."""
+    with open(lock_path) as lock:
+        for line in lock:
+            name, _, version = line.split("#")[0].strip().partition("==")
+            if name.lower() == package.lower() and version:
+                return version.strip()
+    raise InstallError("%s pins no version of %s (a line '%s==X.Y.Z')" % (lock_path, package,
+                                                                          package))
+
+
+def installed_version(package):
+    """The installed version of `package` ('2.13.0+cpu', ...), or None."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def has_nvidia_gpu():
+    return shutil.which("nvidia-smi") is not None
+
+
+def pip_command():
+    return [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+
+
+def run(command):
+    print("$ " + " ".join(shlex.quote(c) for c in command), flush=True)
+    code = subprocess.run(command, cwd=REPO).returncode
+    if code != 0:
+        raise InstallError("the command above failed (exit status %d)" % code)
+
+
+def torch_commands(version, nvidia_gpu):
+    """The pip commands that install torch==`version`, tried in order until one succeeds.
+
+    Without a GPU: the CPU build from PyTorch's CPU index, torch alone (--no-deps: its own needs
+    come pinned from the lock in the next step), then the default index as a last resort."""
+    pip, spec = pip_command(), "torch==%s" % version
+    if nvidia_gpu:
+        return [pip + [spec]]
+    return [pip + ["--no-deps", spec, "--index-url", TORCH_CPU_INDEX, "--timeout", "20",
+                   "--retries", "1"],
+            pip + ["--no-deps", spec]]
+
+
+def install_torch(version):
+    current = installed_version("torch")
+    if current is not None and current.split("+")[0] == version:
+        print("PyTorch %s is installed: kept" % current, flush=True)
+        return
+    gpu = has_nvidia_gpu()
+    print("installing PyTorch %s (%s)" % (version, "an NVIDIA GPU is present: the default, CUDA "
+                                          "build" if gpu else "no NVIDIA GPU: the CPU build"),
+          flush=True)
+    commands = torch_commands(version, gpu)
+    for n, command in enumerate(commands):
+        try:
+            run(command)
+            return
+        except InstallError:
+            if n + 1 == len(commands):
+                raise
+            print("that index could not be used: trying the default index instead (on a "
+                  "machine without a GPU this may be the large CUDA build)", flush=True)
+
+
+def install(latest=False):
+    install_torch(locked_version("torch"))
+    if latest:
+        run(pip_command() + ["--upgrade", "-r", RANGES])
+    else:
+        run(pip_command() + ["-r", LOCK])
+    run(pip_command() + ["--no-deps", "-e", "."])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latest", action="store_true",
+                        help="the newest versions %s allows instead of %s" % (RANGES, LOCK))
+    args = parser.parse_args(argv)
+    if sys.prefix == sys.base_prefix and not os.environ.get("CONDA_PREFIX"):
+        print("note: %s is not a virtual environment; the packages go into its site-packages"
+              % sys.executable, flush=True)
+    try:
+        install(args.latest)
+    except InstallError as error:
+        print("install: %s" % error, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
