@@ -3,8 +3,8 @@
     python3 quickstart.py       # a real run on a 2-core machine: see README (runs vary)
 
 Steps (each one is an ordinary command you can also run by hand; they are printed as they run):
-  1. pip install torch==2.13.0 (the CPU build where there is no NVIDIA GPU: PyTorch's CPU wheel
-     index, else the default index), requirements.txt and this package (skip: --no-install)
+  1. install.py: PyTorch (the CPU build where there is no NVIDIA GPU), the exact versions of
+     requirements.lock and this package, into the running Python (skip: --no-install)
   2. H36M-Toolbox/synthesize_h36m.py     a synthetic raw release: S1, S5 (train), S9 (validation),
                                          15 actions x 2 trials x 4 cameras x --frames frames
   3. H36M-Toolbox/video_to_images.py     videos -> full-frame JPEGs
@@ -14,23 +14,26 @@ Steps (each one is an ordinary command you can also run by hand; they are printe
      predicting the mean training pose.
 Finished steps are not redone on a rerun (the labels, a finished training run in --logdir and
 its evaluation are reused; an unfinished training run is resumed), so an interrupted quick start
-continues where it stopped.
+continues where it stopped: Ctrl-C (or SIGTERM) during training lets train.py finish its step and
+write last.bin before the quick start exits.
 """
 import argparse
 import glob
-import importlib.metadata
 import json
 import os
 import shlex
-import shutil
+import signal
 import subprocess
 import sys
 import time
+
+import install
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join("experiments", "synthetic", "quickstart.yaml")
 SUBJECTS = ["1", "5", "9"]
 ACTIONS = [str(a) for a in range(2, 17)]
+EXIT_STOPPED = 75  # as train.py's stop (mvn.stopping.EXIT_STOPPED): resumable
 
 
 def parse_args():
@@ -47,56 +50,50 @@ def parse_args():
     return parser.parse_args()
 
 
-def run(command):
-    """Run one step from the repository root; stop the quick start if it fails."""
-    print("\n$ " + " ".join(shlex.quote(c) for c in command), flush=True)
-    result = subprocess.run(command, cwd=REPO)
-    if result.returncode != 0:
-        sys.exit("quickstart: the step above failed (exit status %d); fix what it reports and "
-                 "rerun `python3 quickstart.py`: finished steps are skipped" % result.returncode)
+class StepInterrupted(Exception):
+    """Ctrl-C or SIGTERM reached the quick start while a step ran; the step was told and has
+    ended (a training step writes its stop checkpoint first)."""
+
+    def __init__(self, signal_name, exit_status):
+        super().__init__(signal_name)
+        self.signal_name, self.exit_status = signal_name, exit_status
 
 
-TORCH = "torch==2.13.0"
-# PyTorch's index of CPU-only wheels: plain PyPI gives Linux machines the multi-GB CUDA build.
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+def run_step(command, stdout=None):
+    """Run one step from the repository root; returns its exit status.
 
+    The step runs in its own process group, so Ctrl-C in the terminal (or a SIGTERM) reaches the
+    quick start alone, which passes it on to the step once and WAITS for the step to end:
+    train.py then finishes its step in flight and writes last.bin, and a rerun resumes there.
+    (subprocess.run would kill the step 0.25 s after the interrupt, losing the training.)"""
+    process = subprocess.Popen(command, cwd=REPO, stdout=stdout,
+                               stderr=None if stdout is None else subprocess.STDOUT,
+                               start_new_session=True)
+    received = []
 
-def has_nvidia_gpu():
-    return shutil.which("nvidia-smi") is not None
+    def pass_on(number, frame):
+        received.append(signal.Signals(number).name)
+        process.send_signal(number)  # does nothing once the step has ended
 
-
-def installed_torch():
-    """The installed torch version ('2.13.0+cpu', ...), or None."""
+    previous = {number: signal.signal(number, pass_on)
+                for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+        status = process.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        raise StepInterrupted(received[0], status)
+    return status
 
 
-def install_torch(pip):
-    version = installed_torch()
-    if version is not None and version.split("+")[0] == TORCH.split("==")[1]:
-        print("\nPyTorch %s is installed: kept" % version)
-        return
-    if has_nvidia_gpu():
-        print("\ninstalling PyTorch (an NVIDIA GPU is present: the default, CUDA build)")
-        run(pip + [TORCH])
-        return
-    print("\ninstalling PyTorch's CPU build (no NVIDIA GPU here) from PyTorch's CPU wheel index")
-    command = pip + [TORCH, "--index-url", TORCH_CPU_INDEX, "--timeout", "20", "--retries", "1"]
-    print("$ " + " ".join(shlex.quote(c) for c in command), flush=True)
-    if subprocess.run(command, cwd=REPO).returncode != 0:
-        print("the CPU wheel index could not be used: installing %s from the default index "
-              "instead (on a machine without a GPU this may be the large CUDA build)" % TORCH)
-        run(pip + [TORCH])
-
-
-def install():
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    install_torch(pip)
-    print("\ninstalling the other requirements and this package")
-    run(pip + ["-r", "requirements.txt"])
-    run(pip + ["--no-deps", "-e", "."])
+def run(command):
+    """Run one step; stop the quick start if it fails."""
+    print("\n$ " + " ".join(shlex.quote(c) for c in command), flush=True)
+    status = run_step(command)
+    if status != 0:
+        sys.exit("quickstart: the step above failed (exit status %d); fix what it reports and "
+                 "rerun `python3 quickstart.py`: finished steps are skipped" % status)
 
 
 def prepare_data(root, frames):
@@ -174,13 +171,13 @@ def evaluate(folder, checkpoint, options):
         print("\n$ " + " ".join(shlex.quote(c) for c in command)
               + "\n  (its output: %s)" % os.path.relpath(log_path, REPO), flush=True)
         with open(log_path, "w") as log:
-            result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
+            status = run_step(command, stdout=log)
+        if status != 0:
             with open(log_path) as log:
                 print(log.read()[-3000:])
             sys.exit("quickstart: the evaluation failed (exit status %d, output above and in "
                      "%s); fix what it reports and rerun `python3 quickstart.py`"
-                     % (result.returncode, log_path))
+                     % (status, log_path))
         done = sorted(glob.glob(os.path.join(eval_logdir, "*", "evaluation.json")))
     with open(done[-1]) as f:
         return json.load(f), os.path.dirname(done[-1])
@@ -214,11 +211,8 @@ def print_comparison(model_errors, baseline_errors):
                                                        baseline["p1"]))
 
 
-def main():
-    args = parse_args()
+def quickstart(args):
     start = time.time()
-    if not args.no_install:
-        install()
     prepare_data(args.root, args.frames)
     options = dataset_options(args.root) + list(args.opts)
     folder = train(args.logdir, options)
@@ -231,6 +225,28 @@ def main():
     print("checkpoint: %s\nevaluation (table as JSON/CSV, best/worst frames PNG): %s"
           % (os.path.relpath(checkpoint, REPO), os.path.relpath(eval_folder, REPO)))
     print("total time %.1f min" % ((time.time() - start) / 60))
+
+
+def main():
+    args = parse_args()
+    if not args.no_install:
+        print("\ninstalling PyTorch, requirements.lock and this package (install.py)", flush=True)
+        try:
+            install.install()
+        except install.InstallError as error:
+            sys.exit("quickstart: %s; fix it and rerun `python3 quickstart.py`" % error)
+    from mvn.errors import CAPFError  # importable once installed
+    try:
+        quickstart(args)
+    except CAPFError as error:
+        sys.exit("quickstart: error: %s" % error)
+    except StepInterrupted as stop:
+        print("\nquickstart: stopped by %s (the step's exit status: %d). Rerun `python3 "
+              "quickstart.py` with the same options: finished steps are skipped and an "
+              "interrupted training resumes from its last.bin" % (stop.signal_name,
+                                                                   stop.exit_status),
+              file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import os
 import shlex
 import sys
 
-from mvn.checkpoint import find_checkpoint
 from mvn.config import load_config
 from mvn.errors import CAPFError
 
@@ -104,8 +103,9 @@ def resume_hint(argv, folder):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    # Imported here so that `--help` and config errors are instant.
+    # PyTorch is imported here, after the arguments, so that `--help` is instant.
     from mvn import distributed, engine
+    from mvn.checkpoint import find_checkpoint
     from mvn.stopping import EXIT_STOPPED, TrainingStopped
 
     processes = None
@@ -121,6 +121,9 @@ def main(argv=None):
                                   name=args.name)
         else:
             engine.fit(config, processes, args.logdir, resume=args.resume, name=args.name)
+        # Every rank done before the group is torn down: a rank destroying its group while
+        # another still finishes its work can abort the process at exit (seen once with gloo).
+        distributed.barrier(processes)
     except TrainingStopped as stop:
         if processes is None or processes.is_main:
             print("%s; resume with: %s" % (stop, resume_hint(argv, stop.folder)),

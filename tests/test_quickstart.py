@@ -1,12 +1,20 @@
 """quickstart.py end to end, shortened: synthesis -> frames -> labels -> training -> evaluation ->
 the table beside the mean-pose baseline; a rerun reuses every finished step."""
+import glob
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
 from conftest import REPO_ROOT
+
+# End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 SHORT = ["train.n_epochs=1", "train.max_steps_per_epoch=2", "dataset.num_workers=0",
          "val.max_batches=1", "val.batch_size=16"]
@@ -49,3 +57,53 @@ def test_quickstart_runs_every_step_and_prints_the_comparison(tmp_path):
     assert "synthesize_h36m.py" not in again
     assert "evaluation of" in again and "exists: reused" in again and "--eval" not in again
     assert again.splitlines()[-4:-2] == out.splitlines()[-4:-2]  # the same table and summary
+
+
+def test_ctrl_c_during_training_keeps_the_step_and_the_rerun_resumes_there(synthetic_h36m,
+                                                                           tmp_path):
+    """SIGINT to quickstart.py alone (what Ctrl-C becomes: the steps run in their own process
+    group) is passed on to train.py, which writes last.bin at the step it reached; the rerun
+    resumes from that step instead of starting over."""
+    import torch
+    logdir = tmp_path / "logs"
+    command = [sys.executable, "quickstart.py", "--no-install", "--root", synthetic_h36m,
+               "--logdir", str(logdir), "--opts", "train.n_epochs=1", "dataset.num_workers=0",
+               "train.checkpoint_every_steps=2", "val.max_batches=1", "val.batch_size=16"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        deadline = time.time() + 600
+        while not glob.glob(str(logdir / "*" / "checkpoints" / "last.bin")):
+            assert process.poll() is None and time.time() < deadline, \
+                (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=300)
+    first = (tmp_path / "first.log").read_text()
+    assert status == 75, first[-3000:]
+    assert "stopped by SIGINT" in first and "Rerun `python3 quickstart.py`" in first
+    last_path = glob.glob(str(logdir / "*" / "checkpoints" / "last.bin"))[0]
+    state = torch.load(last_path, weights_only=True)
+    epoch, step = state["epoch"], state["step"]
+    assert epoch == 0 and 2 <= step < 24, (epoch, step)  # mid-epoch: 96 frames, batch 4
+
+    again = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    output = again.stdout + again.stderr
+    assert "--resume" in output
+    assert "epoch 0, step %d" % step in output  # resuming from last.bin at the stop
+    assert "CA-PF (tiny, synthetic) average MPJPE" in output
+
+
+def test_a_typo_in_opts_is_one_line_naming_the_closest_key(synthetic_h36m, tmp_path):
+    result = subprocess.run([sys.executable, "quickstart.py", "--no-install", "--root",
+                             synthetic_h36m, "--logdir", str(tmp_path), "--opts",
+                             "train.bach_size=4"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("quickstart: error:"), result.stderr
+    assert "train.bach_size" in error[0] and "train.batch_size" in error[0]
