@@ -17,6 +17,10 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))  # scripts, not a package
 import bench_data  # noqa: E402
 import bench_step  # noqa: E402
 
+# End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
 TINY = ["model.backbone.type=hrnet_tiny", "model.embed_dim_ratio=32"]
 # bf16 keeps 8 mantissa bits: on the tiny vectors (outputs up to 2.2 m, random-like weights
 # whose features grow to ~1e3) autocast moves the output by at most 96 mm (4.3%; fp32 vs the

@@ -22,6 +22,10 @@ from mvn.datasets import (Human36MStoreDataset, MpiInf3dhpDataset, MpiInf3dhpSto
 from mvn.datasets.mpi_inf_3dhp import MpiLabels, read_label_npz
 from test_train import only_folder, run_train
 
+# End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
 TOOLBOX_DIR = os.path.join(REPO_ROOT, "MPI-INF-3DHP-Toolbox")
 sys.path.insert(0, TOOLBOX_DIR)  # the toolbox is a folder of scripts, not a package
 import mpi_toolbox  # noqa: E402

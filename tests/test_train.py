@@ -18,6 +18,10 @@ from mvn.checkpoint import model_state_with_module_prefix
 from mvn.distributed import single_process
 from mvn.config import load_config
 
+# End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
 CONFIG = os.path.join(REPO_ROOT, "experiments", "synthetic", "tiny.yaml")
 
 

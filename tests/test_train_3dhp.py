@@ -16,6 +16,10 @@ from mvn import metrics_3dhp
 from mvn import mpi_inf_3dhp as mpi
 from test_train import only_folder, run_train
 
+# End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
 CONFIG = os.path.join(REPO_ROOT, "experiments", "synthetic", "mpi_tiny.yaml")
 TOOLBOX = os.path.join(REPO_ROOT, "MPI-INF-3DHP-Toolbox")
 RESULT_FILES = ("mpii_3dhp_evaluation_sequencewise.csv", "mpii_3dhp_evaluation_activitywise.csv",
