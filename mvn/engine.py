@@ -158,11 +158,12 @@ def build_training_model(config):
 
 
 def apply_channels_last(model, config):
-    """train.channels_last: the backbone's weights in NHWC. Its input is NHWC already (CA_PF
-    permutes the (B, 256, 192, 3) images without a copy), so the convolutions run channels-last
-    either way; NHWC weights spare them a reorder per call."""
+    """train.channels_last: the backbone's weights in NHWC and its input the NHWC batch itself
+    (CA_PF permutes the (B, 256, 192, 3) images without the copy the released code makes), so
+    the convolutions run channels-last. Off (the default): the released NCHW layout."""
     if config.train.channels_last:
         model.backbone.to(memory_format=torch.channels_last)
+        model.channels_last = True
     return model
 
 

@@ -55,6 +55,12 @@ class CA_PF(nn.Module):
         self.volume_net = volume_net
         self.frozen_backbone = frozen_backbone
         self.backbone_bn_mode = backbone_bn_mode
+        # False: the backbone gets an NCHW-contiguous copy of the images, as both released models
+        # do (`permute(0, 3, 1, 2).contiguous()`); True (train.channels_last): the NHWC view
+        # itself, no copy, and the convolutions run channels-last. Not bit-equal: on the CPU,
+        # train-mode BatchNorm (the MPI-INF-3DHP recipe, Q4) is several times less accurate on
+        # channels-last input (docs/fidelity.md, "Memory layout").
+        self.channels_last = False
         if frozen_backbone:
             self.backbone.requires_grad_(False)
             if backbone_bn_mode == "eval":
@@ -74,8 +80,11 @@ class CA_PF(nn.Module):
 
     def backbone_features(self, images):
         """(B, 256, 192, 3) prepared images -> the feature maps volume_net samples."""
+        images = images.permute(0, 3, 1, 2)  # (B, 3, 256, 192), a view of the NHWC batch
+        if not self.channels_last:
+            images = images.contiguous()     # the released layout
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_backbone):
-            features = self.backbone(images.permute(0, 3, 1, 2))  # 4 maps (B, C_l, H_l, W_l)
+            features = self.backbone(images)  # 4 maps (B, C_l, H_l, W_l)
         return features[:len(self.volume_net.feat_embed)]
 
     def lift(self, keypoints_2d, keypoints_2d_crop, features):
