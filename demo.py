@@ -25,12 +25,12 @@ from mvn.coco import box_from_keypoints, box_to_center_scale, coco_scores_to_h36
     coco_to_h36m, load_coco_detector
 from mvn.config import load_config
 from mvn.errors import CAPFError, DeviceError
+from mvn.human36m.facts import JOINT_NAMES, SKELETON
 from mvn.geometry import affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
 from mvn.images import ImageError, read_frame_bgr
-from mvn.models import PRETRAINED_FILES, build_model, default_pretrained_path
+from mvn.models import BACKBONES, build_model, default_pretrained_path
 from mvn.models.weights import load_model_weights
-from mvn.skeleton import JOINT_NAMES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DISPLAY_HEIGHT = 512  # output pictures: the frame scaled to this height, 3D views beside it
@@ -226,7 +226,7 @@ def check_files(args, config):
     if not backbone.startswith("hrnet"):
         raise DemoError("the 2D detector is HRNet's COCO heatmap head, and this model's backbone "
                         "is '%s': give the 2D joints with --keypoints FILE" % backbone)
-    published = PRETRAINED_FILES.get(backbone)
+    published = BACKBONES[backbone].published_file
     coco_weights = args.coco_weights or default_pretrained_path(backbone)
     if not coco_weights:
         raise DemoError("the '%s' backbone has no published COCO head: pass --coco-weights PATH "
@@ -283,7 +283,8 @@ def estimate(model, detector, persons, config, device, use_flip_test):
     inputs = (images,
               torch.as_tensor(keypoints_2d, dtype=torch.float32, device=device),
               torch.as_tensor(joints_crop, dtype=torch.float32, device=device))
-    joints_3d = predict_pose(model, *inputs, use_flip_test).cpu().numpy()  # (B, 17, 3)
+    joints_3d = predict_pose(model, *inputs, use_flip_test,
+                             skeleton=SKELETON).cpu().numpy()  # (B, 17, 3)
     for slot, person in enumerate(persons):
         person["keypoints_2d_px"] = joints_px[slot]
         person["keypoints_3d_m"] = joints_3d[slot]
@@ -294,7 +295,7 @@ def estimate(model, detector, persons, config, device, use_flip_test):
 def compose_frame(image, persons):
     """BGR picture: the frame with every person's 2D skeleton, their 3D views on the right."""
     for person in persons:
-        image = vis.draw_skeleton_2d(image, person["keypoints_2d_px"])
+        image = vis.draw_skeleton_2d(image, person["keypoints_2d_px"], skeleton=SKELETON)
     height, width = image.shape[:2]
     display_width = 2 * int(round(width * DISPLAY_HEIGHT / height / 2))  # even, for video codecs
     frame = cv2.resize(image, (display_width, DISPLAY_HEIGHT), interpolation=cv2.INTER_AREA)
@@ -305,7 +306,7 @@ def compose_frame(image, persons):
         views = np.concatenate([
             vis.render_pose_3d(p["keypoints_3d_m"], None,
                                "person %d" % p["person_index"] if len(persons) > 1 else None,
-                               size_px=(VIEWS_WIDTH, row_height))
+                               size_px=(VIEWS_WIDTH, row_height), skeleton=SKELETON)
             for p in persons])[:, :, ::-1]                           # (P * row, 512, 3) BGR
         views = np.ascontiguousarray(views)
         factor = min(1.0, DISPLAY_HEIGHT / views.shape[0])

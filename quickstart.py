@@ -111,7 +111,7 @@ def prepare_data(root, frames):
 
 def label_paths(root):
     """{'train': path, 'val': path} of the label files under `root` (imported after install)."""
-    from mvn.h36m import LABEL_FILES
+    from mvn.human36m.facts import LABEL_FILES
     return {split: os.path.join(root, name) for split, name in LABEL_FILES.items()}
 
 
@@ -186,8 +186,8 @@ def evaluate(folder, checkpoint, options):
 def mean_pose_errors(root):
     """Per-action errors (mm) of always predicting the mean root-relative training pose."""
     import numpy as np
-    from mvn.datasets import load_label_columns
-    from mvn.metrics import per_action_errors
+    from mvn.human36m.labels import load_label_columns
+    from mvn.human36m.protocol import per_action_errors
     labels = label_paths(root)
     train_labels = load_label_columns(os.path.join(REPO, labels["train"]))
     val_labels = load_label_columns(os.path.join(REPO, labels["val"]))
@@ -198,17 +198,18 @@ def mean_pose_errors(root):
 
 
 def print_comparison(model_errors, baseline_errors):
-    rows = list(model_errors["actions"]) + ["average"]
-    print("\n%-16s %8s %8s %8s %8s   %s" % ("action", "P1 mm", "P2 mm", "MPJVE", "frames",
-                                          "mean-pose P1 mm"))
-    for action in rows:
+    """The per-action table (every column of mvn.human36m.protocol.COLUMNS) beside the mean
+    pose's P1."""
+    from mvn.human36m.protocol import COLUMNS
+    print("\n%-16s" % "action" + "".join(" %8s" % ("%s mm" % c.header) for c in COLUMNS)
+          + " %8s   %s" % ("frames", "mean-pose P1 mm"))
+    for action in list(model_errors["actions"]) + ["average"]:
         model = (model_errors["average"] if action == "average"
                  else model_errors["actions"][action])
         baseline = (baseline_errors["average"] if action == "average"
                     else baseline_errors["actions"][action])
-        print("%-16s %8.1f %8.1f %8.1f %8d   %8.1f" % (action, model["p1"], model["p2"],
-                                                       model["mpjve"], model["frames"],
-                                                       baseline["p1"]))
+        print("%-16s" % action + "".join(" %8.1f" % model[c.key] for c in COLUMNS)
+              + " %8d   %8.1f" % (model["frames"], baseline["p1"]))
 
 
 def quickstart(args):

@@ -15,7 +15,6 @@ import os
 import shlex
 import sys
 
-from mvn.config import load_config
 from mvn.errors import CAPFError
 
 
@@ -38,8 +37,9 @@ def parse_args(argv=None):
                              "best_epoch_<backbone>.bin), for MPI-INF-3DHP configs the published "
                              "checkpoint/HRNet_32_64_no_refine_24_3214.pth (hrnet_32) or "
                              "HRNet_48_96_no_refine_45_3125.pth (hrnet_48)")
-    parser.add_argument("--backbone", choices=("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny"),
-                        help="overrides model.backbone.type")
+    parser.add_argument("--backbone", metavar="TYPE",
+                        help="overrides model.backbone.type (hrnet_32, hrnet_48, cpn, hrnet_tiny: "
+                             "the rows of mvn/models/backbones.py)")
     parser.add_argument("--resume", metavar="FOLDER|auto",
                         help="continue the experiment folder (or its checkpoints/last.bin) at the "
                              "exact step it stopped; 'auto': the folder --name names, continued "
@@ -64,24 +64,21 @@ def config_from_args(args, warn=None):
         overrides.append("model.backbone.type=%s" % args.backbone)
         # As the released train.py: --backbone cpn trains at batch 256 per process, unless
         # train.batch_size is set on the command line (docs/fidelity.md, "Batch size").
+        from mvn.models.backbones import BACKBONES
         explicit = any(o.split("=", 1)[0].strip() == "train.batch_size" for o in args.opts)
-        if args.backbone == "cpn" and not explicit:
-            overrides.append("train.batch_size=256")
+        backbone = BACKBONES.get(args.backbone)
+        if backbone is not None and backbone.backbone_flag_batch_size and not explicit:
+            overrides.append("train.batch_size=%d" % backbone.backbone_flag_batch_size)
     if args.seed is not None:
         overrides.append("seed=%d" % args.seed)
+    from mvn.config import load_config  # imports PyTorch (the backbone table): not for --help
     return load_config(args.config, overrides, warn=warn)
 
 
 def default_checkpoint(config):
     """--eval's checkpoint when none is given: the published file of the config's benchmark."""
-    if config.dataset.name == "mpi_inf_3dhp":
-        from mvn.mpi_inf_3dhp import PUBLISHED_CHECKPOINTS
-        name = PUBLISHED_CHECKPOINTS.get(config.model.backbone.type)
-        if name is None:
-            raise CAPFError("no published MPI-INF-3DHP checkpoint for backbone '%s': pass "
-                            "--checkpoint PATH" % config.model.backbone.type)
-        return os.path.join("checkpoint", name)
-    return os.path.join("checkpoint", "best_epoch.bin")
+    from mvn import benchmarks
+    return benchmarks.get(config.dataset.name).published_checkpoint(config.model.backbone.type)
 
 
 def resume_hint(argv, folder):

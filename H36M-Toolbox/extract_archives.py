@@ -14,7 +14,7 @@ import shutil
 import tarfile
 
 import h36m_toolbox as tb
-from mvn import h36m
+from mvn.human36m import facts as h36m
 
 KINDS = ("Videos", "Poses_D2_Positions", "Poses_D3_Positions", "Poses_D3_Positions_mono")
 REQUIRED_KINDS = ("Videos", "Poses_D2_Positions", "Poses_D3_Positions_mono")

@@ -12,7 +12,8 @@ import pickle
 import numpy as np
 
 import h36m_toolbox as tb
-from mvn import geometry, h36m
+from mvn import geometry
+from mvn.human36m import facts as h36m
 from mvn.images import ImageError, read_frame_bgr
 
 JOINTS_17 = list(h36m.JOINTS_17_FROM_32)

@@ -20,7 +20,7 @@ from mvn.errors import CAPFError
 from mvn.toolbox import default_workers, parallel_map, run_script as run_cli
 
 try:
-    from mvn import h36m
+    from mvn.human36m import facts as h36m
 except ImportError as error:  # pragma: no cover - only without the package installed
     raise SystemExit("cannot import the project package `mvn` (%s): run `pip install -e .` in the "
                      "repository root, or set PYTHONPATH to it" % error)

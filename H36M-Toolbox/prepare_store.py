@@ -23,10 +23,13 @@ import cv2
 import numpy as np
 
 import h36m_toolbox as tb
-from mvn import geometry, h36m
+from mvn import geometry
 from mvn.datasets import store, store_build
+from mvn.datasets.label_files import LabelError
+from mvn.human36m import facts as h36m
+from mvn.human36m.dataset import Human36MStoreDataset
+from mvn.human36m.labels import load_label_columns
 from mvn.images import ImageError, read_frame_bgr
-from mvn.datasets.labels import LabelError, load_label_columns
 
 DEFAULT_QUALITY = 95
 COPY_ROWS = 256                  # raw crops copied into the store this many at a time
@@ -219,9 +222,11 @@ def start_or_resume(build, source):
     """The manifest to build into: a new one, or the existing one after checking it fits."""
     quality, chroma = (build.quality, build.chroma) if build.format == "jpeg" else (None, None)
     if not os.path.exists(store.manifest_path(build.out)):
-        return store.new_manifest(build.format, quality, chroma, source, build.root)
+        return store.new_manifest(build.format, quality, chroma, source, build.root,
+                                  Human36MStoreDataset.DATASET)
     try:
-        manifest = store.read_manifest(build.out)
+        manifest = store.read_manifest(build.out, Human36MStoreDataset.DATASET,
+                                       Human36MStoreDataset.BUILD_COMMAND)
     except store.StoreError as error:
         raise tb.ToolboxError("%s (the store at %s)" % (error, build.out))
     started = (manifest["format"], manifest["jpeg_quality"], manifest["jpeg_chroma"],
@@ -300,7 +305,7 @@ def main(argv=None):
     store_build.add_build_arguments(parser)
     args = parser.parse_args(argv)
     if args.verify:
-        return store_build.verify(args.out, store.Human36MStoreDataset)
+        return store_build.verify(args.out, Human36MStoreDataset)
     if not 1 <= args.quality <= 100:
         raise tb.ToolboxError("--quality must be 1..100, got %d" % args.quality)
     labels = {"train": args.train_labels or os.path.join(args.root, h36m.LABEL_FILES["train"]),

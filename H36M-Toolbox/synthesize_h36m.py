@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 import h36m_toolbox as tb
-from mvn import geometry, h36m, skeleton
+from mvn import geometry
+from mvn.human36m import facts as h36m
 from mvn.synthetic import motion as synthetic_motion
 from mvn.synthetic import render as synthetic_render
 from mvn.synthetic.camera import Camera
@@ -24,7 +25,7 @@ PIXEL_NOISE_PX = 2.0            # CPN-like detection noise: a few pixels ...
 OUTLIER_RATE = 0.03             # ... and sometimes more
 OUTLIER_NOISE_PX = 12.0
 METADATA = {"layout_name": "h36m", "num_joints": 17,
-            "keypoints_symmetry": [list(skeleton.JOINTS_LEFT), list(skeleton.JOINTS_RIGHT)]}
+            "keypoints_symmetry": [list(h36m.JOINTS_LEFT), list(h36m.JOINTS_RIGHT)]}
 
 
 def _rng(seed, *keys):

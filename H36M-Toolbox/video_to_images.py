@@ -16,7 +16,7 @@ import subprocess
 import cv2
 
 import h36m_toolbox as tb
-from mvn import h36m
+from mvn.human36m import facts as h36m
 
 MARKER = ".complete"
 OPENCV_JPEG_QUALITY = 90

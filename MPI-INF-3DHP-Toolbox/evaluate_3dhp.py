@@ -13,7 +13,7 @@ import os
 import sys
 
 try:
-    from mvn import metrics_3dhp
+    from mvn.mpi_inf_3dhp import metrics as metrics_3dhp
     from mvn.errors import run_main
 except ImportError as error:  # pragma: no cover - only without the package installed
     raise SystemExit("cannot import the project package `mvn` (%s): run `pip install -e .` in the "

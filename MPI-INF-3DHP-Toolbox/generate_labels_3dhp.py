@@ -30,8 +30,8 @@ import os
 import numpy as np
 
 import mpi_toolbox as tb
-from mvn import matfile
-from mvn import mpi_inf_3dhp as mpi
+from mvn.mpi_inf_3dhp import matfile
+from mvn.mpi_inf_3dhp import facts as mpi
 
 FORMAT_VERSION = 1          # bump when what this script writes changes
 JOINTS = list(mpi.JOINTS_17_FROM_28)

@@ -1,7 +1,7 @@
 """What the MPI-INF-3DHP toolbox scripts share: errors, the frames used of a sequence, finding
 the raw release's sequences, small file helpers and the command line.
 
-Layout under --root, the dataset folder (file names: mvn/mpi_inf_3dhp.py):
+Layout under --root, the dataset folder (file names: mvn/mpi_inf_3dhp/facts.py):
   mpi_inf_3dhp/S<s>/Seq<q>/annot.mat, camera.calibration, imageSequence/video_<c>.avi
   mpi_inf_3dhp_test_set/TS<k>/annot_data.mat, imageSequence/img_<NNNNNN>.jpg (1-based)
   synthetic_release.json            a synthetic release only: its frames used per sequence
@@ -15,7 +15,7 @@ import re
 import warnings
 
 try:
-    from mvn import mpi_inf_3dhp as mpi
+    from mvn.mpi_inf_3dhp import facts as mpi
     from mvn import toolbox
     from mvn.errors import CAPFError
 except ImportError as error:  # pragma: no cover - only without the package installed

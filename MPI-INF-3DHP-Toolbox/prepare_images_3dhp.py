@@ -36,7 +36,7 @@ import numpy as np
 
 import mpi_toolbox as tb
 from mvn import geometry
-from mvn import mpi_inf_3dhp as mpi
+from mvn.mpi_inf_3dhp import facts as mpi
 from mvn.images import ImageError, read_frame_bgr
 
 MARKER = ".complete"
@@ -242,8 +242,8 @@ def test_jobs(root, labels):
 
 def load_labels(root, split):
     """The dict of a label file (read with the project's loader: only arrays, lists, dicts)."""
-    from mvn.datasets.labels import LabelError
-    from mvn.datasets.mpi_inf_3dhp import read_label_npz
+    from mvn.datasets.label_files import LabelError
+    from mvn.mpi_inf_3dhp.dataset import read_label_npz
     path = os.path.join(root, mpi.LABEL_FILES[split])
     if not os.path.isfile(path):
         raise tb.ToolboxError("%s not found: run generate_labels_3dhp.py --root %s first"

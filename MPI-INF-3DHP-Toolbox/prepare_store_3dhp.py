@@ -1,7 +1,7 @@
 """Build the MPI-INF-3DHP frame store: per split, the prepared crops and the labels as columns.
 
 train = data_train_3dhp.npz (every frame of every camera), val = data_test_3dhp.npz (the valid
-frames): the rows and order of mvn.datasets.mpi_inf_3dhp.load_train_labels / load_test_labels,
+frames): the rows and order of mvn.mpi_inf_3dhp.dataset.load_train_labels / load_test_labels,
 their MpiLabels columns, and each row's crop JPEG (prepare_images_3dhp.py) with its bytes copied
 as they are, never re-encoded: the store's samples are bit-identical to the pkl path's
 (MpiInf3dhpDataset). One HDF5 file per split plus manifest.json (layout: mvn/datasets/store.py).
@@ -22,11 +22,11 @@ import numpy as np
 
 import mpi_toolbox as tb
 import prepare_images_3dhp
-from mvn import mpi_inf_3dhp as mpi
 from mvn.datasets import store, store_build
-from mvn.datasets.mpi_inf_3dhp import (MpiInf3dhpStoreDataset, MpiLabels, load_test_labels,
-                                       load_train_labels)
 from mvn.images import decode_image
+from mvn.mpi_inf_3dhp import facts as mpi
+from mvn.mpi_inf_3dhp.dataset import (MpiInf3dhpStoreDataset, MpiLabels, load_test_labels,
+                                      load_train_labels)
 
 DATASET = MpiInf3dhpStoreDataset.DATASET
 SCRIPT = "MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py"
@@ -146,7 +146,7 @@ def start_or_resume(build):
     if not os.path.exists(store.manifest_path(build.out)):
         return store.new_manifest("jpeg", None, None, SOURCE, build.root, DATASET)
     try:
-        return store.read_manifest(build.out, DATASET)
+        return store.read_manifest(build.out, DATASET, MpiInf3dhpStoreDataset.BUILD_COMMAND)
     except store.StoreError as error:
         raise tb.ToolboxError("%s (building: choose another --out, or add --overwrite to start "
                               "the store at %s over)" % (error, build.out))

@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 import mpi_toolbox as tb
-from mvn import matfile
-from mvn import mpi_inf_3dhp as mpi
+from mvn.mpi_inf_3dhp import matfile
+from mvn.mpi_inf_3dhp import facts as mpi
 from mvn.synthetic import motion, render
 from mvn.synthetic.camera import Camera
 

@@ -17,9 +17,10 @@ import torch
 
 from mvn.batch import flip_batch, mirror_x, prepare_batch
 from mvn.config import load_config
-from mvn.datasets import build_dataset
+from mvn.benchmarks import build_dataset
 from mvn.errors import run_main
-from mvn.metrics import per_action_errors
+from mvn.human36m.facts import SKELETON
+from mvn.human36m.protocol import per_action_errors
 from mvn.models import build_model
 from mvn.models.weights import load_model_weights
 
@@ -41,8 +42,9 @@ def forward(model, images, keypoints_2d, keypoints_2d_crop, variant):
 
 def flip_tested(model, images, keypoints_2d, keypoints_2d_crop, variant):
     prediction = forward(model, images, keypoints_2d, keypoints_2d_crop, variant)
-    flipped = forward(model, *flip_batch(images, keypoints_2d, keypoints_2d_crop), variant)
-    return ((prediction + mirror_x(flipped)) / 2)[:, 0]                         # (B, 17, 3)
+    flipped = forward(model, *flip_batch(images, keypoints_2d, keypoints_2d_crop,
+                                         skeleton=SKELETON), variant)
+    return ((prediction + mirror_x(flipped, skeleton=SKELETON)) / 2)[:, 0]                         # (B, 17, 3)
 
 
 @torch.no_grad()
@@ -54,7 +56,7 @@ def tables(model, dataset, config, device, frames, batch_size=64):
         batch = torch.utils.data.default_collate(
             [dataset[i] for i in range(start, min(start + batch_size, count))])
         images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-            batch, config.model.backbone.type, device)
+            batch, config.model.backbone.type, device, skeleton=SKELETON)
         for variant in VARIANTS:
             predictions[variant].append(
                 flip_tested(model, images, keypoints_2d, keypoints_2d_crop, variant).cpu())

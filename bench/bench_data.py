@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from mvn import h36m
-from mvn.datasets import Human36MDataset, Human36MStoreDataset
+from mvn.human36m import facts as h36m
+from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
 from mvn.datasets import store as store_module
-from mvn.datasets.labels import LabelColumns, find_bad_records
+from mvn.human36m.labels import LabelColumns, find_bad_records
 from mvn.images import image_problem
 from mvn.errors import run_main
 
@@ -166,7 +166,7 @@ def load_labels(kind, path):
         with open(path, "rb") as f:
             return pickle.load(f)
     with h5py.File(path, "r") as f:
-        return store_module.read_label_columns(f["labels"])
+        return store_module.read_label_columns(f["labels"], LabelColumns)
 
 
 def touch_all(kind, labels):

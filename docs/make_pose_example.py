@@ -18,9 +18,9 @@ from torch.utils.data import default_collate
 from mvn import vis
 from mvn.batch import predict_pose, prepare_batch
 from mvn.config import load_config
-from mvn.datasets import build_dataset
+from mvn.benchmarks import build_dataset
 from mvn.errors import run_main
-from mvn.h36m import ACTION_NAMES
+from mvn.human36m.facts import ACTION_NAMES, SKELETON
 from mvn.metrics import mpjpe
 from mvn.models import build_model
 from mvn.models.weights import load_model_weights
@@ -42,16 +42,18 @@ def main():
     load_model_weights(model, args.checkpoint)
     batch = default_collate([dataset[args.index]])
     images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-        batch, config.model.backbone.type, torch.device("cpu"))
+        batch, config.model.backbone.type, torch.device("cpu"), skeleton=SKELETON)
     with torch.no_grad():
-        prediction = predict_pose(model, images, keypoints_2d, keypoints_2d_crop)[0]  # (17, 3)
+        prediction = predict_pose(model, images, keypoints_2d, keypoints_2d_crop,
+                                  skeleton=SKELETON)[0]  # (17, 3)
     error_mm = float(mpjpe(prediction, target[0, 0])) * 1000
     labels = dataset.labels
     title = args.title or "%s, S%d, frame %d: MPJPE %.0f mm" % (
         ACTION_NAMES[int(labels.action[args.index])], int(labels.subject[args.index]),
         args.index, error_mm)
     panel = vis.sample_panel(dataset.load_crop(args.index), labels.keypoints_2d_crop[args.index],
-                             prediction.numpy(), target[0, 0].numpy(), title=title)
+                             prediction.numpy(), target[0, 0].numpy(), title=title,
+                             skeleton=SKELETON)
     cv2.imwrite(args.out, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print("%s: %s" % (args.out, title))
 

@@ -2,26 +2,22 @@
 
 The reference does these per batch on the GPU; so do we (after the DataLoader), with tensors of
 shape (B, 256, 192, 3) for images (BGR uint8 from OpenCV), (B, 17, 2) for 2D joints and
-(B, 1, 17, 3) for 3D joints.
+(B, 1, 17, 3) for 3D joints. Whatever depends on the joint order (the root, the left/right swap)
+takes the benchmark's `skeleton` (mvn.skeleton.Skeleton; `mvn.benchmarks.get(name).skeleton`).
 """
 import torch
 
 from mvn.geometry import CROP_SHAPE
-from mvn.skeleton import HUMAN36M
-
-HRNET_MEAN_RGB = (0.485, 0.456, 0.406)
-HRNET_STD_RGB = (0.229, 0.224, 0.225)
-CPN_MEAN_RGB = (122.7717, 115.9465, 102.9801)  # pixel units, subtracted after / 255, no std
+from mvn.models.backbones import BACKBONES
 
 
 def normalisation_table(backbone_type, dtype=torch.float64):
-    """(256, 3): the normalised value of every uint8 level per RGB channel."""
+    """(256, 3): the normalised value of every uint8 level per RGB channel, (level / 255 -
+    mean) / std with the backbone's own statistics (mvn.models.backbones)."""
+    backbone = BACKBONES[backbone_type]
     levels = torch.arange(256, dtype=torch.float64)[:, None] / 255  # (256, 1)
-    if backbone_type == "cpn":
-        table = levels - torch.tensor(CPN_MEAN_RGB, dtype=torch.float64) / 255
-    else:
-        table = (levels - torch.tensor(HRNET_MEAN_RGB, dtype=torch.float64)) \
-            / torch.tensor(HRNET_STD_RGB, dtype=torch.float64)
+    table = (levels - torch.tensor(backbone.mean_rgb, dtype=torch.float64)) \
+        / torch.tensor(backbone.std_rgb, dtype=torch.float64)
     return table.to(dtype)
 
 
@@ -42,38 +38,38 @@ def prepare_images(images_bgr, backbone_type):
     return rgb.float() * step + offset
 
 
-def root_relative(keypoints_3d, skeleton=HUMAN36M):
-    """(..., 17, 3): joints minus the root (Human3.6M: the pelvis, joint 0); the root becomes
-    exactly 0. (MPI-INF-3DHP samples are already relative, their root row 0: unchanged.)"""
+def root_relative(keypoints_3d, skeleton):
+    """(..., 17, 3): joints minus the skeleton's root (Human3.6M: the pelvis, joint 0); the root
+    becomes exactly 0. (MPI-INF-3DHP samples are already relative, their root row 0: unchanged.)"""
     root = skeleton.root_joint
     return keypoints_3d - keypoints_3d[..., root:root + 1, :]
 
 
-def swap_left_right(joints, skeleton=HUMAN36M):
+def swap_left_right(joints, skeleton):
     """(..., 17, C): exchange left and right joints."""
     return joints[..., skeleton.flip_permutation, :]
 
 
-def mirror_x(joints, offset=0.0, skeleton=HUMAN36M):
+def mirror_x(joints, offset=0.0, *, skeleton):
     """(..., 17, C): x -> offset - x, other coordinates kept, then left/right swapped."""
     x = offset - joints[..., :1]
     return swap_left_right(torch.cat([x, joints[..., 1:]], -1), skeleton)
 
 
 def flip_batch(images, keypoints_2d, keypoints_2d_crop, keypoints_3d=None,
-               crop_width=CROP_SHAPE[1], skeleton=HUMAN36M):
+               crop_width=CROP_SHAPE[1], *, skeleton):
     """Mirror a whole batch: image along width, joints x -> -x (crop: 191 - x)."""
     flipped = (
         images.flip(2),                                            # (B, H, W, 3): W is dim 2
         mirror_x(keypoints_2d, skeleton=skeleton),                 # screen-normalised: on 0
-        mirror_x(keypoints_2d_crop, crop_width - 1.0, skeleton),   # crop pixels
+        mirror_x(keypoints_2d_crop, crop_width - 1.0, skeleton=skeleton),  # crop pixels
     )
     if keypoints_3d is not None:
         flipped = flipped + (mirror_x(keypoints_3d, skeleton=skeleton),)
     return flipped
 
 
-def flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton=HUMAN36M):
+def flip_test(model, images, keypoints_2d, keypoints_2d_crop, *, skeleton):
     """Average of the prediction and the un-mirrored prediction of the mirrored batch."""
     prediction = model(images, keypoints_2d, keypoints_2d_crop)  # (B, 1, 17, 3)
     flipped_prediction = model(*flip_batch(images, keypoints_2d, keypoints_2d_crop,
@@ -81,21 +77,21 @@ def flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton=HUMAN36M)
     return (prediction + mirror_x(flipped_prediction, skeleton=skeleton)) / 2
 
 
-def predict_pose(model, images, keypoints_2d, keypoints_2d_crop, use_flip_test=True,
-                 skeleton=HUMAN36M):
+def predict_pose(model, images, keypoints_2d, keypoints_2d_crop, use_flip_test=True, *,
+                 skeleton):
     """THE prediction, as evaluation scores it and the demo writes it: (B, 17, 3) float32,
     camera frame, in the targets' unit (Human3.6M metres, MPI-INF-3DHP mm), relative to the
     root as the model was trained (targets are root-relative; the root row is the model's own
     output, close to 0, and is not re-rooted here; the MPI-INF-3DHP evaluation zeroes it, as
     its released code does). With the flip test unless `use_flip_test` is False."""
     if use_flip_test:
-        prediction = flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton)
+        prediction = flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton=skeleton)
     else:
         prediction = model(images, keypoints_2d, keypoints_2d_crop)   # (B, 1, 17, 3)
     return prediction.float()[:, 0]
 
 
-def prepare_batch(batch, backbone_type, device, flip=False, skeleton=HUMAN36M):
+def prepare_batch(batch, backbone_type, device, flip=False, *, skeleton):
     """A DataLoader batch dict -> model inputs and the root-relative target, on `device`.
 
     `batch` holds 'images' (B,256,192,3) uint8 BGR, 'keypoints_2d' (B,17,2),

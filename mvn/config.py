@@ -13,15 +13,13 @@ import os
 
 import yaml
 
-from mvn import h36m, released_config
+from mvn import benchmarks, released_config
 from mvn.errors import CAPFError
+from mvn.human36m import facts as h36m
+from mvn.models.backbones import BACKBONES
 
 logger = logging.getLogger(__name__)
 
-# Backbone types and what they imply (feature widths and pretrained file names live in
-# mvn/models/capf.py: the type alone decides them).
-BACKBONE_TYPES = ("hrnet_32", "hrnet_48", "cpn", "hrnet_tiny")
-DATASET_NAMES = ("human36m", "mpi_inf_3dhp")
 
 DEFAULTS = {
     "title": "capf",         # experiment folders: <logdir>/<title>@<date-time>
@@ -216,12 +214,12 @@ def _set(tree, name, value, source):
 
 def _validate(config, source):
     backbone = config["model"]["backbone"]["type"]
-    if backbone not in BACKBONE_TYPES:
-        raise ConfigError("%s: model.backbone.type '%s' is not one of %s"
-                          % (source, backbone, ", ".join(BACKBONE_TYPES)))
-    if config["dataset"]["name"] not in DATASET_NAMES:
+    if backbone not in BACKBONES:
+        raise ConfigError("%s: model.backbone.type '%s' is not one of %s (mvn/models/backbones.py)"
+                          % (source, backbone, ", ".join(BACKBONES)))
+    if config["dataset"]["name"] not in benchmarks.NAMES:
         raise ConfigError("%s: dataset.name must be one of %s, got '%s'"
-                          % (source, ", ".join(DATASET_NAMES), config["dataset"]["name"]))
+                          % (source, ", ".join(benchmarks.NAMES), config["dataset"]["name"]))
     if config["model"]["backbone"]["bn_mode"] not in ("eval", "train"):
         raise ConfigError("%s: model.backbone.bn_mode must be 'eval' or 'train', got '%s'"
                           % (source, config["model"]["backbone"]["bn_mode"]))

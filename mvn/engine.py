@@ -1,14 +1,14 @@
 """Training and evaluation: build, one training step, one epoch, evaluate, fit.
 
 Read top to bottom. What the loop reproduces of the released code (lr, clipping, best epoch,
-checkpoint format) is listed in docs/fidelity.md; processes and sharding live in
-mvn/distributed.py, the checkpoint files in mvn/checkpoint.py. train.py only parses the command
-line.
+checkpoint format) is listed in docs/fidelity.md. Around it: the benchmark (dataset, protocol,
+skeleton) through mvn.benchmarks, processes and sharding in mvn/distributed.py, the experiment
+folder and its logs in mvn/experiment.py, the checkpoint files in mvn/checkpoint.py. train.py
+only parses the command line.
 """
 import logging
 import math
 import os
-import shutil
 import time
 from contextlib import nullcontext
 
@@ -17,106 +17,23 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from mvn import benchmarks, vis
 from mvn.batch import predict_pose, prepare_batch
-from mvn.checkpoint import CONFIG_NAME, experiment_folder_of, is_experiment_folder, \
-    remove_partial_files, resume_state, save_best, save_last
-from mvn.config import config_to_yaml
+from mvn.checkpoint import remove_partial_files, resume_state, save_best, save_last
+from mvn.distributed import all_ranks_finite, barrier, gather_in_order, shard_range
 from mvn.errors import CAPFError
-from mvn.distributed import all_ranks_finite, barrier, broadcast_object, gather_in_order, \
-    shard_range
-from mvn.metrics import format_table, mpjpe, per_action_errors, save_table
-from mvn.models import build_model, default_pretrained_path
+from mvn.experiment import abandon_folder, close_logging, default_experiment_name, \
+    make_experiment_folder, open_run_folder, record_config_change, setup_logging, write_config
+from mvn.metrics import mpjpe
+from mvn.models import BACKBONES, build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
-from mvn.skeleton import SKELETONS
 from mvn.stopping import StopSignals, TrainingStopped
 from mvn.threads import apply_torch_threads
 
 logger = logging.getLogger(__name__)
-ROOT_LOGGER = "mvn"  # every module logs under it; setup_logging configures it once
-
-
-# ----------------------------------------------------------------------------------------------
-# Experiment folder and logging
-
-def setup_logging(folder, processes):
-    """Messages of every `mvn.*` logger: console and `folder/train.log` on rank 0; errors only
-    on the other ranks (their warnings would repeat rank 0's). With several processes each line
-    says which node and rank wrote it. Returns the handlers to close."""
-    root = logging.getLogger(ROOT_LOGGER)
-    close_logging()
-    root.setLevel(logging.INFO if processes.is_main else logging.ERROR)
-    root.propagate = False
-    who = " [%s rank %d]" % (processes.node, processes.rank) if processes.distributed else ""
-    formatter = logging.Formatter("%(asctime)s" + who + " %(levelname)s %(message)s", "%H:%M:%S")
-    handlers = [logging.StreamHandler()]
-    if processes.is_main and folder:
-        handlers.append(logging.FileHandler(os.path.join(folder, "train.log")))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    return handlers
-
-
-def close_logging():
-    """Detach and close the handlers setup_logging added (train.log is closed, not leaked)."""
-    root = logging.getLogger(ROOT_LOGGER)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-
-
-def make_experiment_folder(logdir, name, processes):
-    """Create logdir/<name> for a new run, exclusively: when it exists (another run started in
-    the same second), '-2', '-3', ... is appended. Rank 0 creates it; every rank gets its path."""
-    folder = None
-    if processes.is_main:
-        try:
-            os.makedirs(logdir, exist_ok=True)
-            for attempt in range(1, 1000):
-                folder = os.path.join(logdir, name if attempt == 1 else "%s-%d" % (name, attempt))
-                try:
-                    os.mkdir(folder)
-                    break
-                except FileExistsError:
-                    continue
-        except OSError as error:
-            raise CAPFError("cannot create the experiment folder %s under --logdir %s (%s); "
-                            "pass a --logdir that is a writable folder"
-                            % (name, logdir, error.strerror or error)) from None
-    return broadcast_object(folder, processes)
-
-
-def default_experiment_name(title, suffix=""):
-    return "%s%s@%s" % (title, suffix, time.strftime("%Y%m%d-%H%M%S"))
-
-
-def write_config(folder, config, name=CONFIG_NAME):
-    with open(os.path.join(folder, name), "w") as f:
-        f.write(config_to_yaml(config))
-
-
-def record_config_change(folder, config):
-    """On a resume: the first start's config.yaml is kept; options that differ from it are
-    written to config.resume-<n>.yaml (what is in effect from then on) and logged."""
-    with open(os.path.join(folder, CONFIG_NAME)) as f:
-        first = f.read()
-    now = config_to_yaml(config)
-    if now == first:
-        return None
-    n = 1
-    while os.path.exists(os.path.join(folder, "config.resume-%d.yaml" % n)):
-        n += 1
-    name = "config.resume-%d.yaml" % n
-    write_config(folder, config, name)
-    before = set(first.splitlines())
-    changed = [line.strip() for line in now.splitlines() if line not in before]
-    logger.warning("resumed with other options than the run started with: %s (in effect from "
-                   "now on; recorded in %s, the first start's %s is kept)",
-                   ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else ""), name,
-                   CONFIG_NAME)
-    return name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,7 +63,8 @@ def build_training_model(config):
             raise WeightsError("pretrained backbone %s not found: download the published file "
                                "into data/pretrained/ or data/pretrained/coco/ (see README), or "
                                "set model.backbone.pretrained" % path)
-        load_backbone_weights(model.backbone, path)
+        load_backbone_weights(model.backbone, path,
+                              BACKBONES[config.model.backbone.type].head_prefixes)
         logger.info("backbone weights: %s", path)
     else:
         logger.warning("model.backbone.pretrained is none: the backbone keeps its random "
@@ -279,7 +197,7 @@ def train_step(model, optimizer, batch, config, processes, flip_generator):
     None when the step was skipped."""
     flip = (config.train.flip_augmentation
             and torch.rand(1, generator=flip_generator).item() < 0.5)  # one draw per batch
-    skeleton = SKELETONS[config.dataset.name]
+    skeleton = benchmarks.get(config.dataset.name).skeleton
     images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
         batch, config.model.backbone.type, processes.device, flip=flip, skeleton=skeleton)
     with autocast(config, processes.device):
@@ -376,8 +294,8 @@ def best_epoch_rule(p1_mm, best_p1_mm, round_mm=0.1):
 
 @torch.no_grad()
 def predict(model, dataset, config, processes, progress=True):
-    """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3) (Human3.6M:
-    metres; MPI-INF-3DHP: mm) for the whole dataset in order.
+    """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3), in the
+    benchmark's unit (Human3.6M: metres; MPI-INF-3DHP: mm), for the whole dataset in order.
 
     Each process predicts a contiguous shard; the shards are gathered in rank order, so the
     result is the same for 1 and N processes."""
@@ -391,7 +309,7 @@ def predict(model, dataset, config, processes, progress=True):
     loader = make_loader(Subset(dataset, list(shard)), batch_size, config, processes.device)
     predictions, targets = [], []
     backbone = config.model.backbone.type
-    skeleton = SKELETONS[config.dataset.name]
+    skeleton = benchmarks.get(config.dataset.name).skeleton
     with tqdm(loader, desc="evaluate", disable=not (progress and processes.is_main),
               dynamic_ncols=True) as bar:
         for batch in bar:
@@ -399,7 +317,8 @@ def predict(model, dataset, config, processes, progress=True):
                 batch, backbone, processes.device, skeleton=skeleton)
             with autocast(config, processes.device):
                 predictions.append(predict_pose(raw, images, keypoints_2d, keypoints_2d_crop,
-                                                config.val.flip_test, skeleton))  # (B, 17, 3)
+                                                config.val.flip_test,
+                                                skeleton=skeleton))  # (B, 17, 3)
             targets.append(target[:, 0])
     empty = torch.zeros(0, 17, 3, device=processes.device)
     local_predictions = torch.cat(predictions) if predictions else empty
@@ -409,102 +328,79 @@ def predict(model, dataset, config, processes, progress=True):
 
 
 def evaluate(model, dataset, config, processes):
-    """(the per-action table in mm, predictions (N, 17, 3), targets (N, 17, 3)) on `dataset`;
-    for MPI-INF-3DHP the tables of mvn.evaluation_3dhp instead of the per-action one.
+    """(the benchmark's Evaluation (mvn.benchmark), targets (N, 17, 3)) of `model` on `dataset`.
 
-    Every rank gathers every prediction, so every rank returns the same table."""
+    Every rank gathers every prediction, so every rank returns the same evaluation."""
     predictions, targets = predict(model, dataset, config, processes)
-    if config.dataset.name == "mpi_inf_3dhp":
-        from mvn.evaluation_3dhp import evaluate_predictions
-        errors, predictions = evaluate_predictions(predictions, targets, dataset.labels,
-                                                   config.val.root_in_mpjpe)
-        return errors, predictions, targets
-    labels = dataset.labels
-    n = len(predictions)
-    errors = per_action_errors(predictions.numpy(), targets.numpy(), labels.action[:n],
-                               labels.subaction[:n])
-    return errors, predictions, targets
+    benchmark = benchmarks.get(config.dataset.name)
+    return benchmark.evaluate(predictions, targets, dataset, config), targets
 
 
-def format_evaluation(errors, config):
-    """The evaluation as console text: the per-action table, or MPI-INF-3DHP's tables."""
-    if config.dataset.name == "mpi_inf_3dhp":
-        from mvn import evaluation_3dhp
-        return "MPI-INF-3DHP test set:\n" + evaluation_3dhp.format_evaluation(errors)
-    return "per-action errors (mm):\n" + format_table(errors)
+def in_metres(poses, benchmark):
+    """(..., 17, 3) in the benchmark's unit -> NumPy metres (what the pictures draw)."""
+    return np.asarray(poses, dtype=np.float64) * (benchmark.unit_mm / 1000.0)
 
 
-def save_evaluation(errors, folder, name="evaluation"):
-    """Human3.6M: the per-action table as folder/<name>.json and .csv. MPI-INF-3DHP: the
-    official tables and inference_data.mat in folder/<name>/ (mvn.evaluation_3dhp)."""
-    if "mpi_inf_3dhp" in errors:
-        from mvn import evaluation_3dhp
-        return evaluation_3dhp.save_evaluation(errors, os.path.join(folder, name))
-    return save_table(errors, folder, name)
-
-
-def log_validation_samples(writer, dataset, predictions, targets, epoch, count=4):
+def log_validation_samples(writer, dataset, evaluation, targets, epoch, benchmark, count=4):
     """A few validation frames (crop + 2D joints + 3D prediction vs truth) to TensorBoard."""
-    from mvn import vis
+    predictions = in_metres(evaluation.predictions, benchmark)
+    targets_m = in_metres(targets, benchmark)
     indices = np.linspace(0, len(predictions) - 1, num=min(count, len(predictions))).astype(int)
     for slot, index in enumerate(indices):
         panel = vis.sample_panel(dataset.load_crop(index), dataset.labels.keypoints_2d_crop[index],
-                                 predictions[index].numpy(), targets[index].numpy(),
-                                 title="frame %d" % index)
+                                 predictions[index], targets_m[index], title="frame %d" % index,
+                                 skeleton=benchmark.skeleton)
         writer.add_image("val/sample_%d" % slot, panel, epoch, dataformats="HWC")
 
 
-def save_best_worst(path, dataset, predictions, targets):
-    """PNG of the best and the worst frame of every action (by per-frame P1)."""
-    from mvn import vis
-    errors_mm = mpjpe(predictions.numpy(), targets.numpy(), reduce=False) * 1000  # (N,)
-    n = len(predictions)
-    return vis.save_best_worst_per_action(
-        path, dataset.load_crop, dataset.labels.keypoints_2d_crop[:n], predictions.numpy(),
-        targets.numpy(), errors_mm, dataset.labels.action[:n])
+def save_best_worst(path, dataset, evaluation, targets, benchmark):
+    """PNG of the best and the worst frame of every group of the benchmark (Human3.6M: action;
+    MPI-INF-3DHP: sequence), by the evaluation's per-frame error."""
+    n = len(evaluation.predictions)
+    groups, names = benchmark.picture_groups(dataset)
+    return vis.save_best_worst_per_group(
+        path, dataset.load_crop, dataset.labels.keypoints_2d_crop[:n],
+        in_metres(evaluation.predictions, benchmark), in_metres(targets, benchmark),
+        evaluation.frame_errors_mm, groups[:n], names, skeleton=benchmark.skeleton)
 
 
 # ----------------------------------------------------------------------------------------------
 # The two jobs of train.py
 
-def open_run_folder(logdir, config, processes, resume=None, name=None):
-    """(experiment folder, resuming?) for fit: a new folder (exclusive; `name` or
-    <title>@<date-time>), the folder --resume names (refused unless it is an experiment folder),
-    or with resume='auto' the folder `name`, continued when it exists, else started."""
-    if resume == "auto":
-        if not name:
-            raise CAPFError("--resume auto continues the experiment folder that --name names: "
-                            "pass --name NAME (the same on every restart)")
-        candidate = os.path.join(logdir, name)
-        resuming = is_experiment_folder(candidate)
-        if not resuming and processes.is_main:
-            try:
-                os.makedirs(candidate, exist_ok=True)
-            except OSError as error:
-                raise CAPFError("cannot create the experiment folder %s (%s); pass a writable "
-                                "--logdir" % (candidate, error.strerror or error)) from None
-            if os.listdir(candidate):
-                raise CAPFError("--resume auto: %s exists but is not an experiment folder of "
-                                "this project (no %s); choose another --name"
-                                % (candidate, CONFIG_NAME))
-        return candidate, broadcast_object(resuming, processes)
-    if resume:
-        return experiment_folder_of(resume), True
-    return make_experiment_folder(logdir, name or default_experiment_name(config.title),
-                                  processes), False
+class Run:
+    """What fit carries from step to step: the model, optimiser, folder and progress, and the
+    stop signals. `save_last` / `stop_if_asked` are what a step may do."""
+
+    def __init__(self, config, processes, folder, model, optimizer, signals):
+        self.config, self.processes, self.folder = config, processes, folder
+        self.model, self.optimizer, self.signals = model, optimizer, signals
+        self.best_p1, self.history = float("inf"), []
+
+    def save_last(self, epoch, step, lr, progress=None):
+        """last.bin at (epoch, step) on rank 0; every rank waits for it."""
+        if self.processes.is_main:
+            save_last(self.folder, self.model, self.optimizer, (epoch, step), lr, self.best_p1,
+                      self.history, progress)
+        barrier(self.processes)
+
+    def stop_requested(self):
+        return self.signals.requested(self.processes, self.processes.control_group)
+
+    def stopped(self, epoch, step):
+        return TrainingStopped("stopped by %s at epoch %d step %d; last.bin is written in %s"
+                               % (self.signals.received or "a stop signal", epoch, step,
+                                  self.folder), epoch, step, self.folder)
 
 
 def fit(config, processes, logdir, resume=None, name=None):
     """Train for config.train.n_epochs, evaluating after every epoch; returns the folder.
 
     `resume`: an experiment folder (or its last.bin), or 'auto' with `name` (see
-    open_run_folder). The run continues at the exact step its last.bin recorded. SIGTERM,
-    SIGUSR1 and Ctrl-C end it after the step in flight with last.bin written (TrainingStopped).
-    A new run that fails before its first checkpoint leaves no folder behind."""
-    from torch.utils.tensorboard import SummaryWriter
-    from mvn.datasets import build_dataset
-
+    mvn.experiment.open_run_folder). The run continues at the exact step its last.bin recorded.
+    SIGTERM, SIGUSR1 and Ctrl-C end it after the step in flight with last.bin written
+    (TrainingStopped). A new run that fails before its first checkpoint leaves no folder."""
     configure_tf32(config)
+    benchmark = benchmarks.get(config.dataset.name)
     folder, resuming = open_run_folder(logdir, config, processes, resume, name)
     setup_logging(folder, processes)
     threads_before = torch.get_num_threads()  # restored at the end (in-process callers)
@@ -520,17 +416,18 @@ def fit(config, processes, logdir, resume=None, name=None):
                 write_config(folder, config)
         logger.info("experiment folder: %s (%d process(es), device %s)",
                     folder, processes.world_size, processes.device)
-        train_set = build_dataset(config, "train")
-        val_set = build_dataset(config, "val")
+        train_set = benchmark.build_dataset(config, "train")
+        val_set = benchmark.build_dataset(config, "val")
         logger.info("train: %d frames, val: %d frames", len(train_set), len(val_set))
 
         torch.manual_seed(config.seed)  # the model's initialisation
         model = apply_channels_last(build_training_model(config).to(processes.device), config)
         optimizer = make_optimizer(model, config)
-        start_epoch, start_step, best_p1, history, progress = 0, 0, float("inf"), [], {}
+        run = Run(config, processes, folder, model, optimizer, signals)
+        start_epoch, start_step, progress = 0, 0, {}
         state = resume_state(model, optimizer, folder) if resuming else None
         if state is not None:
-            start_epoch, start_step, best_p1, history, progress = state
+            start_epoch, start_step, run.best_p1, run.history, progress = state
         elif resuming:
             logger.warning("%s holds no complete checkpoint yet: starting from the beginning",
                            folder)
@@ -550,57 +447,24 @@ def fit(config, processes, logdir, resume=None, name=None):
         steps_per_epoch = min(math.ceil(len(sampler) / config.train.batch_size),
                               config.train.max_steps_per_epoch or len(loader))
         global_step = start_epoch * steps_per_epoch + start_step
-        every = config.train.checkpoint_every_steps
         signals.install()
 
         for epoch in range(start_epoch, config.train.n_epochs):
-            sampler.set_epoch(epoch)
             first = epoch == start_epoch
+            sampler.set_epoch(epoch)
             sampler.skip = start_step * config.train.batch_size if first else 0
             lr = set_learning_rate(optimizer, config, epoch)  # x lr_decay per finished epoch
-
-            def on_step(step_done, progress, epoch=epoch, lr=lr):
-                stop = signals.requested(processes, processes.control_group)
-                if stop or (every > 0 and step_done % every == 0):
-                    if processes.is_main:
-                        save_last(folder, model, optimizer, (epoch, step_done), lr, best_p1,
-                                  history, progress)
-                    barrier(processes)
-                if stop:
-                    raise stopped(signals, folder, epoch, step_done)
-
             stats, global_step = train_one_epoch(
                 train_model, loader, optimizer, config, epoch, processes, writer, global_step,
                 start_step=start_step if first else 0, progress=progress if first else None,
-                on_step=on_step)
-            errors, predictions, targets = evaluate(model, val_set, config, processes)
-            p1, p2 = errors["average"]["p1"], errors["average"]["p2"]
-            is_best, best_p1 = best_epoch_rule(p1, best_p1, config.train.best_epoch_round_mm)
-            history.append({"epoch": epoch, "loss": stats["loss"], "p1": p1, "p2": p2,
-                            "skipped_steps": stats["skipped_steps"],
-                            "samples_per_s": stats["samples_per_s"]})
-            logger.info("epoch %d: loss %.4f, val P1 %.2f mm, P2 %.2f mm, %.1f samples/s, "
-                        "%d skipped step(s)%s", epoch, stats["loss"], p1, p2,
-                        stats["samples_per_s"], stats["skipped_steps"],
-                        " (best)" if is_best else "")
-            if processes.is_main:
-                writer.add_scalar("val/p1_mm", p1, epoch)
-                writer.add_scalar("val/p2_mm", p2, epoch)
-                writer.add_scalar("train/epoch_loss", stats["loss"], epoch)
-                writer.add_scalar("train/epoch_samples_per_s", stats["samples_per_s"], epoch)
-                if config.train.vis_every_epoch and config.dataset.name == "human36m":
-                    log_validation_samples(writer, val_set, predictions, targets, epoch)
-                if is_best:
-                    save_evaluation(errors, folder, "best_evaluation")
-                    save_best(folder, model, optimizer, epoch + 1, lr)
-                save_last(folder, model, optimizer, (epoch + 1, 0), lr, best_p1, history)
-                writer.flush()
-            barrier(processes)
-            if signals.requested(processes, processes.control_group) \
-                    and epoch + 1 < config.train.n_epochs:
-                raise stopped(signals, folder, epoch + 1, 0)
-        if processes.is_main and history:
-            logger.info("best val P1 %.1f mm; checkpoints in %s", best_p1,
+                on_step=lambda step, progress, epoch=epoch, lr=lr: after_step(
+                    run, epoch, step, lr, progress))
+            evaluation, targets = evaluate(model, val_set, config, processes)
+            end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets, benchmark)
+            if run.stop_requested() and epoch + 1 < config.train.n_epochs:
+                raise run.stopped(epoch + 1, 0)
+        if processes.is_main and run.history:
+            logger.info("best val P1 %.1f mm; checkpoints in %s", run.best_p1,
                         os.path.join(folder, "checkpoints"))
     except BaseException as error:
         if not resuming and not isinstance(error, TrainingStopped):
@@ -615,32 +479,53 @@ def fit(config, processes, logdir, resume=None, name=None):
     return folder
 
 
-def stopped(signals, folder, epoch, step):
-    return TrainingStopped("stopped by %s at epoch %d step %d; last.bin is written in %s"
-                           % (signals.received or "a stop signal", epoch, step, folder),
-                           epoch, step, folder)
+def after_step(run, epoch, step_done, lr, progress):
+    """After each training step: last.bin every train.checkpoint_every_steps steps, and at a
+    stop signal (then TrainingStopped, on every process together)."""
+    stop = run.stop_requested()
+    every = run.config.train.checkpoint_every_steps
+    if stop or (every > 0 and step_done % every == 0):
+        run.save_last(epoch, step_done, lr, progress)
+    if stop:
+        raise run.stopped(epoch, step_done)
 
 
-def abandon_folder(folder, processes):
-    """A new run failed before its first checkpoint: remove its folder (no empty folders)."""
-    if not processes.is_main or folder is None:
-        return
-    checkpoints = os.path.join(folder, "checkpoints")
-    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
-        return
-    close_logging()
-    shutil.rmtree(folder, ignore_errors=True)
+def end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets, benchmark):
+    """The epoch's record, the best epoch (its table and best_epoch.bin), TensorBoard and
+    last.bin at the start of the next epoch."""
+    config = run.config
+    is_best, run.best_p1 = best_epoch_rule(evaluation.p1_mm, run.best_p1,
+                                           config.train.best_epoch_round_mm)
+    run.history.append({"epoch": epoch, "loss": stats["loss"], "p1": evaluation.p1_mm,
+                        "p2": evaluation.p2_mm, "skipped_steps": stats["skipped_steps"],
+                        "samples_per_s": stats["samples_per_s"]})
+    logger.info("epoch %d: loss %.4f, val P1 %.2f mm, P2 %.2f mm, %.1f samples/s, %d skipped "
+                "step(s)%s", epoch, stats["loss"], evaluation.p1_mm, evaluation.p2_mm,
+                stats["samples_per_s"], stats["skipped_steps"], " (best)" if is_best else "")
+    if run.processes.is_main:
+        writer.add_scalar("val/p1_mm", evaluation.p1_mm, epoch)
+        writer.add_scalar("val/p2_mm", evaluation.p2_mm, epoch)
+        writer.add_scalar("train/epoch_loss", stats["loss"], epoch)
+        writer.add_scalar("train/epoch_samples_per_s", stats["samples_per_s"], epoch)
+        if config.train.vis_every_epoch:
+            log_validation_samples(writer, val_set, evaluation, targets, epoch, benchmark)
+        if is_best:
+            benchmark.save_evaluation(evaluation, run.folder, "best_evaluation")
+            save_best(run.folder, run.model, run.optimizer, epoch + 1, lr)
+        writer.flush()
+    run.save_last(epoch + 1, 0, lr)
 
 
 def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name=None):
-    """--eval: load a checkpoint, print and save the per-action table (and best/worst frames)
-    in a new folder `name` (default <title>_eval@<date-time>) under `logdir`. Returns (the
-    table, the evaluation folder)."""
-    from mvn.datasets import build_dataset
-
-    if config.dataset.name == "mpi_inf_3dhp" and split != "val":
-        raise CAPFError("MPI-INF-3DHP: --eval scores the test set (the val split); its official "
-                        "tables exist only there. Leave out --eval_dataset")
+    """--eval: load a checkpoint, print and save the benchmark's evaluation (and its best/worst
+    frames) in a new folder `name` (default <title>_eval@<date-time>) under `logdir`. Returns
+    (the Evaluation, the evaluation folder)."""
+    benchmark = benchmarks.get(config.dataset.name)
+    if split not in benchmark.evaluable_splits:
+        raise CAPFError("%s: --eval scores only the %s split (%s): its official tables exist "
+                        "only there; leave out --eval_dataset"
+                        % (benchmark.name, " / ".join(benchmark.evaluable_splits),
+                           benchmark.evaluable_splits_note))
     configure_tf32(config)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
                                     processes)
@@ -652,17 +537,16 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
         checkpoint = load_model_weights(model, checkpoint_path)
         logger.info("checkpoint %s (epoch %s)", checkpoint_path, checkpoint.get("epoch", "?"))
         apply_channels_last(model.to(processes.device), config)
-        dataset = build_dataset(config, split)
+        dataset = benchmark.build_dataset(config, split)
         logger.info("evaluating on the %s split: %d frames, flip test %s", split, len(dataset),
                     "on" if config.val.flip_test else "off")
-        errors, predictions, targets = evaluate(model, dataset, config, processes)
+        evaluation, targets = evaluate(model, dataset, config, processes)
         if processes.is_main:
-            logger.info("%s", format_evaluation(errors, config))
-            save_evaluation(errors, folder)
+            logger.info("%s", benchmark.format_evaluation(evaluation))
+            benchmark.save_evaluation(evaluation, folder, "evaluation")
             write_config(folder, config)
-            if config.dataset.name == "human36m":  # drawn with the Human3.6M skeleton
-                save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset,
-                                predictions, targets)
+            save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset, evaluation,
+                            targets, benchmark)
             logger.info("results in %s", folder)
     except BaseException:
         abandon_folder(folder, processes)  # a failed evaluation leaves no folder
@@ -670,4 +554,4 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
     finally:
         torch.set_num_threads(threads_before)
         close_logging()
-    return errors, folder
+    return evaluation, folder

@@ -13,6 +13,7 @@ every parameter into the `sampling_offsets` group at 0.1 x `train.volume_net_lr`
 revision trains one group at `train.volume_net_lr`. A file with `model.backbone.type` is the
 2024 revision's; one without it is the 2023 release's.
 """
+from mvn.models.backbones import BACKBONES
 
 # Values of the released code's defaults (its mvn/utils/cfg.py) for the keys mapped below, used
 # where a released file leaves a key out.
@@ -62,10 +63,9 @@ SINGLE_VALUE_KEYS = {
     "train.shuffle": True,
 }
 
-# Published backbone file names: a released `model.backbone.checkpoint` naming one of them means
-# "the published file", which this project finds in data/pretrained/ or data/pretrained/coco/.
-PUBLISHED_BACKBONE_FILES = ("pose_hrnet_w32_256x192.pth", "pose_hrnet_w48_256x192.pth",
-                            "CPN50_256x192.pth.tar")
+# Published backbone file names (mvn/models/backbones.py): a released `model.backbone.checkpoint`
+# naming one of them means "the published file", found in data/pretrained/ or its coco/.
+PUBLISHED_BACKBONE_FILES = tuple(b.published_file for b in BACKBONES.values() if b.published_file)
 
 
 def is_released_config(loaded):

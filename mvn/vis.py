@@ -5,7 +5,9 @@ and returned as uint8 arrays, ready for `cv2.imwrite` (BGR) or TensorBoard (`add
 dataformats='HWC')`, RGB). Left joints are blue, right joints orange, the spine and head green,
 so a mirrored prediction is visible at a glance.
 
-3D poses are in the camera frame (x right, y down, z forward, metres). They are plotted as
+Every function that draws joints takes the benchmark's `skeleton` (mvn.skeleton.Skeleton: its
+tree, root and left/right joints). 3D poses are in the camera frame (x right, y down, z forward,
+metres). They are plotted as
 (x, z, -y), so the person stands upright with depth going into the picture; `plot_coordinates`
 is that mapping, and `pose_figure` returns the figure so tests can read the plotted lines back.
 """
@@ -16,13 +18,6 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-
-from mvn.h36m import ACTION_NAMES
-from mvn.skeleton import JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS
-
-# Human3.6M 17-joint skeleton: parent of each joint (-1 for the pelvis).
-BONES = np.array([(joint, parent) for joint, parent in enumerate(PARENTS)
-                  if parent >= 0])  # (16, 2): (joint, its parent)
 
 COLOR_LEFT_RGB = (0, 114, 189)     # blue
 COLOR_RIGHT_RGB = (230, 100, 20)   # orange
@@ -35,38 +30,44 @@ VIEWS = (("camera view", 10.0, -90.0), ("side view", 10.0, 0.0))
 MIN_RADIUS_M = 1.0  # half-size of the plotted cube: poses of a person fit, frames stay comparable
 
 
-def joint_colors_rgb():
-    """(17, 3) uint8: the colour of every joint (and of the bone from it to its parent)."""
-    colors = np.tile(np.array(COLOR_CENTER_RGB, dtype=np.uint8), (NUM_JOINTS, 1))
-    colors[list(JOINTS_LEFT)] = COLOR_LEFT_RGB
-    colors[list(JOINTS_RIGHT)] = COLOR_RIGHT_RGB
+def bones(skeleton):
+    """(J - 1, 2) int: (joint, its parent) for every joint but the root."""
+    return np.array([(joint, parent) for joint, parent in enumerate(skeleton.parents)
+                     if parent >= 0])
+
+
+def joint_colors_rgb(skeleton):
+    """(J, 3) uint8: the colour of every joint (and of the bone from it to its parent)."""
+    colors = np.tile(np.array(COLOR_CENTER_RGB, dtype=np.uint8), (skeleton.num_joints, 1))
+    colors[list(skeleton.joints_left)] = COLOR_LEFT_RGB
+    colors[list(skeleton.joints_right)] = COLOR_RIGHT_RGB
     return colors
 
 
-def _as_joints(array, dims):
-    """Any (..., 17, dims) array with singleton leading axes (e.g. (1, 17, 3)) -> (17, dims)."""
+def _as_joints(array, dims, skeleton):
+    """Any (..., J, dims) array with singleton leading axes (e.g. (1, 17, 3)) -> (J, dims)."""
     array = np.asarray(array, dtype=np.float64)
-    return array.reshape(NUM_JOINTS, dims)
+    return array.reshape(skeleton.num_joints, dims)
 
 
 # --------------------------------------------------------------------------------------------- 2D
 
-def draw_skeleton_2d(image_bgr, keypoints_px, thickness=None):
-    """A copy of `image_bgr` (H, W, 3) uint8 with the 17 joints (17, 2) pixels drawn on it.
+def draw_skeleton_2d(image_bgr, keypoints_px, thickness=None, *, skeleton):
+    """A copy of `image_bgr` (H, W, 3) uint8 with the joints (J, 2) pixels drawn on it.
 
     Bones are lines coloured by their child joint, joints are filled discs (drawn last, so the
     pixel under every joint has that joint's colour). Sub-pixel positions are kept (cv2 `shift`);
     non-finite joints and their bones are skipped."""
     image = np.array(image_bgr, dtype=np.uint8, copy=True)
-    keypoints_px = _as_joints(keypoints_px, 2)
+    keypoints_px = _as_joints(keypoints_px, 2, skeleton)
     if thickness is None:  # 2 px on a 256x192 crop, ~4 px on a 1000x1000 frame
         thickness = max(2, int(round(max(image.shape[:2]) / 250)))
     shift = 4  # 4 fractional bits
     points = np.round(keypoints_px * (1 << shift))
     finite = np.isfinite(points).all(axis=1)
     points = np.where(finite[:, None], points, 0).astype(np.int64)
-    colors_bgr = joint_colors_rgb()[:, ::-1]
-    for joint, parent in BONES:
+    colors_bgr = joint_colors_rgb(skeleton)[:, ::-1]
+    for joint, parent in bones(skeleton):
         if finite[joint] and finite[parent]:
             cv2.line(image, tuple(map(int, points[joint])), tuple(map(int, points[parent])),
                      tuple(map(int, colors_bgr[joint])), thickness, cv2.LINE_AA, shift)
@@ -86,12 +87,13 @@ def plot_coordinates(joints_cam):
     return np.stack([joints_cam[..., 0], joints_cam[..., 2], -joints_cam[..., 1]], axis=-1)
 
 
-def _view_box(poses, reference, tall=1.0):
+def _view_box(poses, reference, root_joint, tall=1.0):
     """Centre (3,) and half-ranges (3,) of the equal-scale box holding `poses` (plotted
-    coordinates, the last one vertical), centred on the pelvis of `reference` (17, 3). The
+    coordinates, the last one vertical), centred on the root of `reference` (J, 3). The
     vertical half-range is `tall` times the horizontal ones (a view `tall` times as high as
     wide); a wide view's box is a cube of half-size at least MIN_RADIUS_M."""
-    center = reference[0] if np.isfinite(reference[0]).all() else np.zeros(3)
+    root = reference[root_joint]
+    center = root if np.isfinite(root).all() else np.zeros(3)
     deviations = np.abs(np.concatenate(poses) - center)  # (N, 3)
     finite = np.isfinite(deviations)
     horizontal = np.max(deviations[:, :2][finite[:, :2]], initial=0.0)
@@ -100,20 +102,21 @@ def _view_box(poses, reference, tall=1.0):
     return center, (half, half, half * tall)
 
 
-def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100):
+def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100, *, skeleton):
     """A matplotlib Figure (Agg canvas) with the 3D pose from each of `VIEWS`, side by side.
 
-    `prediction` (17, 3) is drawn in the left/right colours, `target` (17, 3) if given as dashed
+    `prediction` (J, 3) is drawn in the left/right colours, `target` (J, 3) if given as dashed
     dark lines over it. Every bone is one Line3D whose gid is '<pose>/<joint>-<parent>' (pose
     'prediction' or 'target'); its data are `plot_coordinates` of those two joints. Axes have
     equal scales; a view taller than wide gets a box as tall, so a standing person fills it."""
-    poses = {"prediction": plot_coordinates(_as_joints(prediction, 3))}
+    poses = {"prediction": plot_coordinates(_as_joints(prediction, 3, skeleton))}
     if target is not None:
-        poses["target"] = plot_coordinates(_as_joints(target, 3))
+        poses["target"] = plot_coordinates(_as_joints(target, 3, skeleton))
     tall = max(1.0, size_px[1] / (size_px[0] / len(VIEWS)))  # a view's height / width
     center, half_ranges = _view_box(list(poses.values()),
-                                    poses.get("target", poses["prediction"]), tall)
-    colors = joint_colors_rgb() / 255.0
+                                    poses.get("target", poses["prediction"]),
+                                    skeleton.root_joint, tall)
+    colors = joint_colors_rgb(skeleton) / 255.0
     target_color = np.array(COLOR_TARGET_RGB) / 255.0
 
     figure = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
@@ -123,7 +126,7 @@ def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100
         axes.view_init(elev=elevation, azim=azimuth)
         for name, pose in poses.items():
             is_target = name == "target"
-            for joint, parent in BONES:
+            for joint, parent in bones(skeleton):
                 segment = pose[[joint, parent]]  # (2, 3)
                 axes.plot(segment[:, 0], segment[:, 1], segment[:, 2],
                           color=target_color if is_target else colors[joint],
@@ -143,7 +146,7 @@ def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100
         axes.set_zlabel("up -y", labelpad=-14, fontsize=7)
         axes.set_title(view_name, fontsize=8, pad=-4)
     if target is not None:
-        figure.legend(handles=[Line2D([], [], color=colors[JOINTS_LEFT[0]], lw=2.5,
+        figure.legend(handles=[Line2D([], [], color=colors[skeleton.joints_left[0]], lw=2.5,
                                       label="prediction"),
                                Line2D([], [], color=target_color, lw=1.2,
                                       ls="--", label="ground truth")],
@@ -161,51 +164,53 @@ def figure_to_rgb(figure):
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
-def render_pose_3d(prediction, target=None, title=None, size_px=(512, 256)):
+def render_pose_3d(prediction, target=None, title=None, size_px=(512, 256), *, skeleton):
     """(H, W, 3) uint8 RGB picture of `pose_figure` (H, W = size_px[1], size_px[0])."""
-    return figure_to_rgb(pose_figure(prediction, target, title, size_px))
+    return figure_to_rgb(pose_figure(prediction, target, title, size_px, skeleton=skeleton))
 
 
 # ------------------------------------------------------------------------------------- panels
 
-def sample_panel(image_bgr, keypoints_crop, prediction, target=None, title=None):
-    """(256, 192 + 512, 3) uint8 RGB: the crop with its 2D joints, then the two 3D views."""
-    crop = cv2.cvtColor(draw_skeleton_2d(image_bgr, keypoints_crop), cv2.COLOR_BGR2RGB)
+def sample_panel(image_bgr, keypoints_crop, prediction, target=None, title=None, *, skeleton):
+    """(256, 192 + 512, 3) uint8 RGB: the crop with its 2D joints, then the two 3D views
+    (`prediction`, `target` in metres)."""
+    crop = cv2.cvtColor(draw_skeleton_2d(image_bgr, keypoints_crop, skeleton=skeleton),
+                        cv2.COLOR_BGR2RGB)
     height = crop.shape[0]
-    views = render_pose_3d(prediction, target, title, size_px=(2 * height, height))
+    views = render_pose_3d(prediction, target, title, size_px=(2 * height, height),
+                           skeleton=skeleton)
     return np.concatenate([crop, views], axis=1)
 
 
-def best_worst_indices(errors_mm, action_ids):
-    """Per action present: (actions (A,), best (A,), worst (A,)) frame indices by `errors_mm`.
+def best_worst_indices(errors_mm, group_ids):
+    """Per group present (an action, a sequence): (groups (A,), best (A,), worst (A,)) frame
+    indices by `errors_mm`.
 
     Ties go to the earliest frame, as with np.argmin / np.argmax; NaN errors are never picked."""
     errors_mm = np.asarray(errors_mm, dtype=np.float64).reshape(-1)
-    action_ids = np.asarray(action_ids).reshape(-1)
+    group_ids = np.asarray(group_ids).reshape(-1)
     frames = np.arange(len(errors_mm))
-    actions, first = np.unique(action_ids, return_index=True)
-    order_best = np.lexsort((frames, errors_mm, action_ids))   # per action: ascending error
+    groups = np.unique(group_ids)
+    order_best = np.lexsort((frames, errors_mm, group_ids))   # per group: ascending error
     finite_worst = np.where(np.isnan(errors_mm), np.inf, -errors_mm)
-    order_worst = np.lexsort((frames, finite_worst, action_ids))  # per action: descending
-    starts = np.searchsorted(action_ids[order_best], actions)  # action_ids sorted in both
-    return actions, order_best[starts], order_worst[starts]
+    order_worst = np.lexsort((frames, finite_worst, group_ids))  # per group: descending
+    starts = np.searchsorted(group_ids[order_best], groups)  # group_ids sorted in both
+    return groups, order_best[starts], order_worst[starts]
 
 
-def action_name(action_id):
-    return ACTION_NAMES.get(int(action_id), "action %d" % int(action_id))
-
-
-def save_best_worst_per_action(path, crop_of, keypoints_crop, predictions, targets, errors_mm,
-                               action_ids):
-    """One PNG: a row per action present, its best and its worst frame (by `errors_mm`) as
-    `sample_panel`s titled with the action name and the error. `crop_of(i)` gives frame i's
-    (256, 192, 3) BGR crop (only the chosen frames are read). Returns `path`."""
-    actions, best, worst = best_worst_indices(errors_mm, action_ids)
+def save_best_worst_per_group(path, crop_of, keypoints_crop, predictions, targets, errors_mm,
+                              group_ids, group_names, *, skeleton):
+    """One PNG: a row per group present (`group_ids` (N,): an action, a sequence; `group_names`
+    {id: name}), its best and its worst frame (by `errors_mm`) as `sample_panel`s titled with
+    the group's name and the error. `crop_of(i)` gives frame i's (256, 192, 3) BGR crop (only
+    the chosen frames are read); `predictions`, `targets` in metres. Returns `path`."""
+    groups, best, worst = best_worst_indices(errors_mm, group_ids)
     rows = []
-    for action, pair in zip(actions, zip(best, worst)):
+    for group, pair in zip(groups, zip(best, worst)):
+        name = group_names.get(int(group), "group %d" % int(group))
         panels = [sample_panel(crop_of(i), keypoints_crop[i], predictions[i], targets[i],
                                title="%s: %s frame (#%d), %.1f mm"
-                               % (action_name(action), kind, i, float(errors_mm[i])))
+                               % (name, kind, i, float(errors_mm[i])), skeleton=skeleton)
                   for kind, i in zip(("best", "worst"), pair)]
         rows.append(np.concatenate(panels, axis=1))
     picture = np.concatenate(rows, axis=0)  # (A * 256, 2 * 704, 3) RGB

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from conftest import fill_state_dict, load_reference, reference_path
+from mvn.config import load_config
+from mvn.models import build_model
 from mvn.models.cpn import CPN
 from mvn.models.hrnet import HRNET_TINY_STAGES, HRNet, hrnet_stages
 
@@ -106,6 +108,27 @@ def test_hrnet32_fill_vectors(hrnet32_run):
     for i, (ours, theirs) in enumerate(zip(channel_means(features),
                                            ref['backbone_feature_means'])):
         torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=ATOL, msg='feature %d' % i)
+
+
+@pytest.mark.parametrize("vectors, backbone", [("hrnet32_fill_vectors.pt", "hrnet_32"),
+                                               ("cpn_fill_vectors.pt", "cpn")])
+def test_backbone_features_are_right_where_they_are_sampled(vectors, backbone):
+    """Channel means cannot see where a value lies. The reference's full-model output samples the
+    feature maps at the joints, so our backbone's features, lifted by the filled transformer,
+    must give it; the same maps mirrored left-right (equal channel means) must not."""
+    ref = load_reference(vectors)
+    model = build_model(load_config(None, ["model.backbone.type=" + backbone])).eval()
+    with torch.no_grad():
+        fill_state_dict(model.state_dict())
+        features = model.backbone(ref['images'].permute(0, 3, 1, 2).contiguous())
+        features = features[:len(model.volume_net.feat_embed)]
+        lifted = model.lift(ref['keypoints_2d'], ref['keypoints_2d_crop'], features)
+        mirrored = model.lift(ref['keypoints_2d'], ref['keypoints_2d_crop'],
+                              [f.flip(-1) for f in features])
+    for ours, theirs in zip(channel_means([f.flip(-1) for f in features]), channel_means(features)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)  # means blind to mirroring
+    torch.testing.assert_close(lifted, ref['output'], rtol=1e-4, atol=1e-4)
+    assert (mirrored - ref['output']).abs().max() > 1e-2
 
 
 def test_cpn_fill_vectors(cpn_run):

@@ -9,6 +9,7 @@ from mvn import engine
 from mvn.batch import prepare_images, predict_pose
 from mvn.config import load_config
 from mvn.distributed import single_process
+from mvn.human36m.facts import SKELETON
 from mvn.models import build_model
 from mvn.models.weights import load_model_weights
 
@@ -56,7 +57,7 @@ def test_flip_test_on_the_gpu_equals_the_reference():
     with torch.no_grad():
         images = prepare_images(flip["images_bgr_uint8"].to(CUDA), "hrnet_tiny")
         prediction = predict_pose(model, images, flip["keypoints_2d"].to(CUDA),
-                                  flip["keypoints_2d_crop"].to(CUDA))
+                                  flip["keypoints_2d_crop"].to(CUDA), skeleton=SKELETON)
     torch.testing.assert_close(prediction.cpu(), flip["prediction"][:, 0], rtol=1e-4,
                                atol=1e-4 * flip["prediction"].abs().max())
 
@@ -86,7 +87,7 @@ def test_one_training_step_on_the_gpu_matches_the_cpu():
 def test_evaluation_on_the_gpu_gives_the_cpu_table(synthetic_h36m, tmp_path):
     import os
     from mvn.checkpoint import model_state_with_module_prefix
-    from mvn.datasets import Human36MDataset
+    from mvn.human36m.dataset import Human36MDataset
     config = load_config(None, TINY + ["val.batch_size=16", "dataset.num_workers=0"])
     model = build_model(config)
     path = str(tmp_path / "model.bin")
@@ -98,7 +99,7 @@ def test_evaluation_on_the_gpu_gives_the_cpu_table(synthetic_h36m, tmp_path):
         model = build_model(config)
         load_model_weights(model, path)
         tables[device] = engine.evaluate(model.to(device), dataset, config,
-                                         single_process(device))[0]
+                                         single_process(device))[0].tables
     for key in ("p1", "p2", "mpjve"):
         assert tables["cuda"]["average"][key] == pytest.approx(tables["cpu"]["average"][key],
                                                                abs=1e-3)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mvn import matfile, metrics_3dhp
-from mvn import mpi_inf_3dhp as mpi
-from mvn.datasets.labels import LabelError
-from mvn.datasets.mpi_inf_3dhp import MpiLabels, load_test_labels, load_train_labels
-from mvn.evaluation_3dhp import evaluate_predictions, save_evaluation
+from mvn.mpi_inf_3dhp import matfile
+from mvn.mpi_inf_3dhp import metrics as metrics_3dhp
+from mvn.mpi_inf_3dhp import facts as mpi
+from mvn.datasets.label_files import LabelError
+from mvn.mpi_inf_3dhp.dataset import MpiLabels, load_test_labels, load_train_labels
+from mvn.mpi_inf_3dhp.protocol import evaluate_predictions, save_evaluation
 
 
 def random_entry(rng, n):

@@ -1,11 +1,11 @@
-"""mvn.datasets.human36m: the pkl path's samples are the released pipeline's, pixel for pixel."""
+"""mvn.human36m.dataset: the pkl path's samples are the released pipeline's, pixel for pixel."""
 import os
 import pickle
 
 import cv2
 import numpy as np
 
-from mvn.datasets import Human36MDataset
+from mvn.human36m.dataset import Human36MDataset
 from released_behaviour import released_crop
 
 

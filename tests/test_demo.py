@@ -14,6 +14,7 @@ import torch
 from conftest import REPO_ROOT
 from mvn import coco
 from mvn.config import load_config
+from mvn.human36m.facts import SKELETON
 from mvn.models import build_model
 
 TINY_OVERRIDES = ["model.backbone.type=hrnet_tiny", "model.embed_dim_ratio=32"]
@@ -231,7 +232,8 @@ def test_demo_with_a_label_box_reproduces_the_evaluation_inputs(tiny_files, tmp_
                                 dtype=torch.float32)
     keypoints_crop = torch.tensor(affine_transform_points(keypoints, M)[None], dtype=torch.float32)
     with torch.no_grad():
-        expected = predict_pose(model, images, keypoints_2d, keypoints_crop)[0]
+        expected = predict_pose(model, images, keypoints_2d, keypoints_crop,
+                                skeleton=SKELETON)[0]
     poses = np.load(tmp_path / "out" / "poses.npz")
     assert expected.abs().max() > 0.05  # a prediction, not zeros
     np.testing.assert_allclose(poses["keypoints_3d_m"][0], expected.numpy(), rtol=0, atol=1e-5)

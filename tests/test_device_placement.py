@@ -14,6 +14,7 @@ from mvn import engine
 from mvn.batch import flip_test, prepare_batch
 from mvn.config import load_config
 from mvn.distributed import single_process
+from mvn.human36m.facts import SKELETON
 from mvn.models import build_model
 
 META = torch.device("meta")
@@ -60,7 +61,8 @@ def test_training_step_and_flip_test_keep_every_tensor_on_the_model_device(backb
     assert all(p.device == META for p in model.parameters())
     assert all(p.grad is None or p.grad.device == META for p in parameters)
     model.eval()
-    images, keypoints_2d, keypoints_2d_crop, _ = prepare_batch(dataloader_batch(), backbone, META)
+    images, keypoints_2d, keypoints_2d_crop, _ = prepare_batch(dataloader_batch(), backbone, META,
+                                                               skeleton=SKELETON)
     with torch.no_grad():
-        output = flip_test(model, images, keypoints_2d, keypoints_2d_crop)
+        output = flip_test(model, images, keypoints_2d, keypoints_2d_crop, skeleton=SKELETON)
     assert output.shape == (2, 1, 17, 3) and output.device == META

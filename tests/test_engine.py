@@ -46,12 +46,17 @@ def test_published_configs_train_every_parameter_at_the_released_rate(name):
     model, optimizer = optimizer_of(config)
     rate = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups
             for p in g["params"]}
+    trained = [n for n, _ in model.named_parameters() if not n.startswith("backbone.")]
+    # The quirk itself: the released test, given a string where a list was meant, puts EVERY
+    # trained name into the 0.1 x group (a name need only share a letter with the keyword);
+    # the list it meant selects the 8 offset tensors alone.
+    assert [n for n in trained if released_match_name_keywords(n, "sampling_offsets")] == trained
+    meant = [n for n in trained if released_match_name_keywords(n, ["sampling_offsets"])]
+    assert len(meant) == 8 and all("sampling_offsets" in n for n in meant)
     for parameter_name, parameter in model.named_parameters():
         if parameter_name.startswith("backbone."):
             assert id(parameter) not in rate, parameter_name  # frozen, not optimised
             continue
-        # the quirk itself: the released test puts this name into the 0.1 x group
-        assert released_match_name_keywords(parameter_name, "sampling_offsets")
         assert rate[id(parameter)] == pytest.approx((RELEASED_LR[name], RELEASED_WEIGHT_DECAY),
                                                     rel=1e-12), parameter_name
     optimised = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
@@ -107,7 +112,7 @@ def test_best_epoch_is_chosen_on_p1_rounded_to_a_tenth_with_strict_less():
 
 def test_gradient_clipping_threshold_uses_the_initial_lr(synthetic_h36m, monkeypatch):
     from test_train import CONFIG, options
-    from mvn.datasets import build_dataset
+    from mvn.benchmarks import build_dataset
     config = load_config(CONFIG, options(synthetic_h36m) + ["loss.grad_clip=0.5"])
     model = build_model(config)
     optimizer = engine.make_optimizer(model, config)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from mvn import matfile
+from mvn.mpi_inf_3dhp import matfile
 from test_metrics_3dhp import MATLAB_ACTIVITIES, MATLAB_GROUPS, loop_errors, loop_evaluation
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -2,7 +2,8 @@
 import numpy as np
 
 from conftest import reference_path
-from mvn import geometry, h36m
+from mvn import geometry
+from mvn.human36m import facts as h36m
 
 
 def _random_camera_points(rng, n=50):

@@ -1,7 +1,7 @@
-"""mvn.h36m: names of sequences, frames and trials, and their inverses."""
+"""mvn.human36m.facts: names of sequences, frames and trials, and their inverses."""
 import numpy as np
 
-from mvn import h36m
+from mvn.human36m import facts as h36m
 
 
 def test_image_names_and_their_parse_are_inverses():

@@ -1,11 +1,12 @@
-"""mvn.datasets.labels: label pickles read safely and held as columns."""
+"""mvn.human36m.labels: label pickles read safely and held as columns."""
 import os
 import pickle
 
 import numpy as np
 import pytest
 
-from mvn.datasets.labels import LabelError, load_label_columns, read_label_pickle
+from mvn.datasets.label_files import LabelError
+from mvn.human36m.labels import load_label_columns, read_label_pickle
 
 
 def record(frame, center=(500.25, 400.125)):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from conftest import reference_path
-from mvn.metrics import format_table, mpjpe, mpjve, n_mpjpe, p_mpjpe, per_action_errors
+from mvn.human36m.protocol import format_table, per_action_errors
+from mvn.metrics import mpjpe, mpjve, n_mpjpe, p_mpjpe
 
 
 @pytest.fixture(scope="module")

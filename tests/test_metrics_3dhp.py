@@ -1,4 +1,4 @@
-"""mvn/metrics_3dhp.py against values computed here with plain loops, written from the released
+"""mvn/mpi_inf_3dhp/metrics.py against values computed here with plain loops, written from the released
 MATLAB scripts (mpii_test_predictions_py.m, mpii_evaluate_errors.m, mpii_compute_3d_pck.m,
 mpii_get_pck_auc_joint_groups.m), and against the shipped xlsx's published figures."""
 import csv
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from mvn import matfile, metrics_3dhp
-from mvn.mpi_inf_3dhp import JOINT_NAMES
+from mvn.mpi_inf_3dhp import matfile
+from mvn.mpi_inf_3dhp import metrics as metrics_3dhp
+from mvn.mpi_inf_3dhp.facts import JOINT_NAMES
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -432,7 +433,7 @@ def _annotations(rng, n):
 
 
 def _write_with_h5py(path, variables):
-    """A v7.3 file as MATLAB writes it, built here without mvn.matfile: a 512-byte text header
+    """A v7.3 file as MATLAB writes it, built here without mvn.mpi_inf_3dhp.matfile: a 512-byte text header
     (the HDF5 user block), arrays stored transposed, a MATLAB_class attribute on each."""
     with h5py.File(path, "w", userblock_size=512) as f:
         for name, (value, matlab_class) in variables.items():

@@ -9,6 +9,7 @@ import torch
 from conftest import fill_state_dict, load_reference, reference_path
 from mvn.batch import flip_test, prepare_images, root_relative
 from mvn.config import load_config
+from mvn.human36m.facts import SKELETON
 from mvn.metrics import mpjpe
 from mvn.models import build_model
 
@@ -58,9 +59,10 @@ def test_flip_test_from_raw_bgr_matches_reference_vectors(tiny):
     flip = ref["flip_test"]
     with torch.no_grad():
         images = prepare_images(flip["images_bgr_uint8"], "hrnet_tiny")
-        prediction = flip_test(model, images, flip["keypoints_2d"], flip["keypoints_2d_crop"])
+        prediction = flip_test(model, images, flip["keypoints_2d"], flip["keypoints_2d_crop"],
+                               skeleton=SKELETON)
     assert_matches_reference_output(prediction, flip["prediction"])
-    error = mpjpe(prediction, root_relative(flip["keypoints_3d"]))
+    error = mpjpe(prediction, root_relative(flip["keypoints_3d"], SKELETON))
     torch.testing.assert_close(error, flip["mpjpe"], **TIGHT)
     # Without the flip test the prediction is measurably different: the test exercises it.
     with torch.no_grad():

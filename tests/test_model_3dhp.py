@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from mvn import engine, mpi_inf_3dhp
+from mvn import benchmarks, engine
+from mvn.mpi_inf_3dhp import facts as mpi_inf_3dhp
 from mvn.batch import flip_batch, prepare_batch
 from mvn.config import load_config
 from mvn.models import build_model
 from mvn.models.weights import WeightsError, load_model_weights
-from mvn.skeleton import MPI_INF_3DHP, SKELETONS
+from mvn.mpi_inf_3dhp.facts import SKELETON as MPI_INF_3DHP
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE = os.path.join(HERE, "reference", "mpi_inf_3dhp")
@@ -160,7 +161,7 @@ def test_q7_epochs_and_the_unrounded_best_epoch():
 def test_the_mpi_flip_swaps_its_own_left_and_right_joints():
     """The training flip of the MPI code: image width reversed, x -> -x, crop x -> 191 - x, 3D
     x -> -x, and its left joints [5,6,7,11,12,13] exchanged with [2,3,4,8,9,10]."""
-    assert SKELETONS["mpi_inf_3dhp"].root_joint == 14
+    assert benchmarks.get("mpi_inf_3dhp").skeleton.root_joint == 14
     g = torch.Generator().manual_seed(2)
     images = torch.randint(0, 256, (2, 256, 192, 3), dtype=torch.uint8, generator=g)
     batch = {"images": images, "keypoints_2d": torch.rand(2, 17, 2, generator=g),
@@ -203,6 +204,6 @@ def test_q6_flip_test_with_the_mpi_joints(flip_test):
         mirrored_crop[..., 0] = 191 - mirrored_crop[..., 0]
         mirrored = model(images.flip(2), mirrored_2d, mirrored_crop)[:, 0][:, swap]
         mirrored = mirrored * torch.tensor([-1.0, 1.0, 1.0])
-        got = predict_pose(model, images, keypoints_2d, crop, flip_test, MPI_INF_3DHP)
+        got = predict_pose(model, images, keypoints_2d, crop, flip_test, skeleton=MPI_INF_3DHP)
     expected = (plain + mirrored) / 2 if flip_test else plain
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

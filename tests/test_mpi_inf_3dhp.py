@@ -1,6 +1,6 @@
-"""mvn/mpi_inf_3dhp.py: the facts against the release's own files (its test-set calibration
+"""mvn/mpi_inf_3dhp/facts.py: the facts against the release's own files (its test-set calibration
 files in tests/reference/mpi_inf_3dhp/, the facts recorded from the released code), and
-mvn/matfile.py's v7.3 files."""
+mvn/mpi_inf_3dhp/matfile.py's v7.3 files."""
 import json
 import os
 
@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from mvn import matfile
-from mvn import mpi_inf_3dhp as mpi
-from mvn.skeleton import MPI_INF_3DHP
+from mvn.mpi_inf_3dhp import matfile
+from mvn.mpi_inf_3dhp import facts as mpi
+from mvn.mpi_inf_3dhp.facts import SKELETON as MPI_INF_3DHP
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "mpi_inf_3dhp")
 

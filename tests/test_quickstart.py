@@ -40,7 +40,7 @@ def test_quickstart_runs_every_step_and_prints_the_comparison(tmp_path):
     summary = [line for line in out.splitlines() if line.startswith("CA-PF (tiny, synthetic)")]
     assert len(summary) == 1
     # 3 subjects x 15 actions x 2 trials x 4 cameras x 2 frames: S1 + S5 train, S9 validation
-    from mvn.datasets import load_label_columns
+    from mvn.human36m.labels import load_label_columns
     val = load_label_columns(str(tmp_path / "h36m" / "h36m_validation.pkl"))
     train = load_label_columns(str(tmp_path / "h36m" / "h36m_train.pkl"))
     assert len(val) == 240 and len(train) == 480

@@ -34,7 +34,7 @@ def test_using_the_model_from_python_runs_as_written(synthetic_h36m, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (line,) = result.stdout.splitlines()
     # the same 8 frames evaluated here, through the evaluation's own path
-    from mvn.datasets import Human36MDataset
+    from mvn.human36m.dataset import Human36MDataset
     from mvn.distributed import single_process
     from mvn.engine import predict
     config = load_config(None, ["model.backbone.type=hrnet_tiny", "model.backbone.pretrained=none",

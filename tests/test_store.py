@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -17,8 +18,10 @@ from torch.utils.data import DataLoader
 
 from conftest import REPO_ROOT, run_toolbox
 from mvn.config import load_config
-from mvn.datasets import Human36MDataset, Human36MStoreDataset, StoreError, build_dataset
-from mvn.datasets.labels import LabelColumns
+from mvn.benchmarks import build_dataset
+from mvn.datasets.store import StoreError
+from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
+from mvn.human36m.labels import LabelColumns
 
 TOOLBOX_DIR = os.path.join(REPO_ROOT, "H36M-Toolbox")
 sys.path.insert(0, TOOLBOX_DIR)  # the toolbox is a folder of scripts, not a package
@@ -195,9 +198,15 @@ def test_killed_jpeg_build_resumes_to_the_same_store(synthetic_h36m, stores, tmp
             except OSError:
                 pass
             time.sleep(0.01)
+        running_at_the_kill = process.poll() is None
         process.kill()
     finally:
         process.wait()
+    # The claim needs a build cut short: killed while running, with chunks still to do.
+    assert running_at_the_kill and process.returncode == -signal.SIGKILL
+    with open(manifest_path) as f:
+        chunks = [c for entry in json.load(f)["splits"].values() for c in entry["chunks"]]
+    assert any(c["done"] for c in chunks) and not all(c["done"] for c in chunks)
     subprocess.run(command, check=True, capture_output=True)
     assert_same_crops(out, stores["jpeg"])
 

@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from mvn import mpi_inf_3dhp as mpi
+from mvn.benchmarks import build_dataset
 from mvn.config import load_config
-from mvn.datasets import (Human36MStoreDataset, MpiInf3dhpDataset, MpiInf3dhpStoreDataset,
-                          StoreError, build_dataset)
-from mvn.datasets.mpi_inf_3dhp import MpiLabels, read_label_npz
+from mvn.datasets.store import StoreError
+from mvn.human36m.dataset import Human36MStoreDataset
+from mvn.mpi_inf_3dhp import facts as mpi
+from mvn.mpi_inf_3dhp.dataset import (MpiInf3dhpDataset, MpiInf3dhpStoreDataset, MpiLabels,
+                                      read_label_npz)
 from test_train import only_folder, run_train
 
 # End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
@@ -167,11 +169,16 @@ def test_verify_and_the_other_datasets_store_refused(store_path, tmp_path):
     other = str(tmp_path / "h36m")
     shutil.copytree(store_path, other)
     manifest = read_json(os.path.join(other, "manifest.json"))
-    del manifest["dataset"]                  # a Human3.6M store (written before the field)
+    manifest["dataset"] = "human36m"         # as a Human3.6M store's manifest says
     with open(os.path.join(other, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     with pytest.raises(StoreError, match="holds human36m frames, not mpi_inf_3dhp.*"
                                          "prepare_store_3dhp.py"):
+        MpiInf3dhpStoreDataset(other, "val")
+    del manifest["dataset"]                  # a manifest of this version always names it
+    with open(os.path.join(other, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(StoreError, match="names no dataset.*prepare_store_3dhp.py"):
         MpiInf3dhpStoreDataset(other, "val")
 
 

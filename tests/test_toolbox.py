@@ -27,7 +27,8 @@ import generate_labels_h36m  # noqa: E402
 import h36m_toolbox  # noqa: E402
 import synthesize_h36m  # noqa: E402
 import video_to_images  # noqa: E402
-from mvn import geometry, h36m  # noqa: E402
+from mvn import geometry  # noqa: E402
+from mvn.human36m import facts as h36m  # noqa: E402
 from conftest import read_video_frames  # noqa: E402
 from released_behaviour import released_affine, released_crop_keypoints  # noqa: E402
 

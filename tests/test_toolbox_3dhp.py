@@ -363,7 +363,7 @@ def test_crops_show_the_figure_at_the_keypoints(release):
 
 def test_released_box_is_the_one_of_mvn(release):
     """mvn.mpi_inf_3dhp.crop_center_scale == the released _infer_box's c, s, in both dtypes."""
-    from mvn import mpi_inf_3dhp as mpi
+    from mvn.mpi_inf_3dhp import facts as mpi
     entry = _labels(release, "test")["TS3"]
     for data_3d in (entry["data_3d"], entry["data_3d"].astype(np.float64)):
         center, scale = mpi.crop_center_scale(data_3d[:, 14], 8)

@@ -195,7 +195,7 @@ def test_label_file_of_wrong_kind_is_one_clear_error(synthetic_h36m, tmp_path, c
 def test_nan_loss_step_is_skipped_and_counted(synthetic_h36m):
     config = load_config(CONFIG, options(synthetic_h36m))
     processes = single_process("cpu")
-    from mvn.datasets import build_dataset
+    from mvn.benchmarks import build_dataset
     from mvn.models import build_model
     dataset = build_dataset(config, "train")
     good = torch.utils.data.default_collate([dataset[i] for i in range(4)])

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from mvn import metrics_3dhp
-from mvn import mpi_inf_3dhp as mpi
+from mvn.mpi_inf_3dhp import metrics as metrics_3dhp
+from mvn.mpi_inf_3dhp import facts as mpi
 from test_train import only_folder, run_train
 
 # End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
@@ -169,4 +169,4 @@ def test_eval_of_the_training_split_is_refused_with_one_line(trained, tmp_path):
                        + options(root))
     assert result.returncode == 2
     (line,) = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
-    assert "scores the test set" in line and not os.listdir(tmp_path)
+    assert "scores only the val split (the test set)" in line and not os.listdir(tmp_path)

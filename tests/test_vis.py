@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mvn import vis
-from mvn.skeleton import JOINTS_LEFT, JOINTS_RIGHT
+from mvn.human36m.facts import ACTION_NAMES, JOINTS_LEFT, JOINTS_RIGHT, PARENTS, SKELETON
 
 # A person standing with arms out, camera frame (x right, y down, z forward), metres.
 STANDING_M = np.array([
@@ -18,10 +18,11 @@ STANDING_CROP_PX = STANDING_M[:, :2] * 120 + [96, 128]
 
 
 def test_skeleton_bones_follow_the_h36m_parents():
-    assert vis.BONES.shape == (16, 2)
-    for joint, parent in vis.BONES:
-        assert vis.PARENTS[joint] == parent
-    colors = vis.joint_colors_rgb()
+    bones = vis.bones(SKELETON)
+    assert bones.shape == (16, 2)
+    for joint, parent in bones:
+        assert PARENTS[joint] == parent
+    colors = vis.joint_colors_rgb(SKELETON)
     assert (colors[list(JOINTS_LEFT)] == vis.COLOR_LEFT_RGB).all()
     assert (colors[list(JOINTS_RIGHT)] == vis.COLOR_RIGHT_RGB).all()
     assert (colors[[0, 7, 8, 9, 10]] == vis.COLOR_CENTER_RGB).all()
@@ -29,10 +30,10 @@ def test_skeleton_bones_follow_the_h36m_parents():
 
 def test_draw_skeleton_2d_marks_every_joint_in_its_colour_and_keeps_the_input():
     image = np.zeros((256, 192, 3), np.uint8)
-    drawn = vis.draw_skeleton_2d(image, STANDING_CROP_PX)
+    drawn = vis.draw_skeleton_2d(image, STANDING_CROP_PX, skeleton=SKELETON)
     assert drawn.shape == image.shape and drawn.dtype == np.uint8
     assert not image.any(), "the input image was modified"
-    colors_bgr = vis.joint_colors_rgb()[:, ::-1]
+    colors_bgr = vis.joint_colors_rgb(SKELETON)[:, ::-1]
     for joint, (x, y) in enumerate(np.round(STANDING_CROP_PX).astype(int)):
         assert (drawn[y, x] == colors_bgr[joint]).all(), joint
     # a bone: the middle of the left upper arm (shoulder 11 -> elbow 12) has the left colour
@@ -43,7 +44,7 @@ def test_draw_skeleton_2d_marks_every_joint_in_its_colour_and_keeps_the_input():
 def test_draw_skeleton_2d_skips_non_finite_joints():
     keypoints = STANDING_CROP_PX.copy()
     keypoints[13] = np.nan  # left wrist undetected: no disc there, no bone to it
-    drawn = vis.draw_skeleton_2d(np.zeros((256, 192, 3), np.uint8), keypoints)
+    drawn = vis.draw_skeleton_2d(np.zeros((256, 192, 3), np.uint8), keypoints, skeleton=SKELETON)
     x, y = np.round(STANDING_CROP_PX[13]).astype(int)
     assert not drawn[y - 1:y + 2, x - 1:x + 2].any()
     x, y = np.round(STANDING_CROP_PX[12]).astype(int)
@@ -58,7 +59,7 @@ def test_plot_coordinates_stand_the_person_upright():
 
 def test_pose_figure_plots_exactly_the_input_coordinates():
     prediction = STANDING_M + 0.02
-    figure = vis.pose_figure(prediction, STANDING_M, title="t")
+    figure = vis.pose_figure(prediction, STANDING_M, title="t", skeleton=SKELETON)
     expected = {"prediction": vis.plot_coordinates(prediction),
                 "target": vis.plot_coordinates(STANDING_M)}
     axes = figure.axes
@@ -66,9 +67,9 @@ def test_pose_figure_plots_exactly_the_input_coordinates():
     for ax, (_, elevation, azimuth) in zip(axes, vis.VIEWS):
         assert (ax.elev, ax.azim) == (elevation, azimuth)
         lines = {line.get_gid(): line for line in ax.lines}
-        assert len(lines) == 2 * len(vis.BONES)
+        assert len(lines) == 2 * len(vis.bones(SKELETON))
         for name, pose in expected.items():
-            for joint, parent in vis.BONES:
+            for joint, parent in vis.bones(SKELETON):
                 data = np.array(lines["%s/%d-%d" % (name, joint, parent)].get_data_3d()).T
                 np.testing.assert_allclose(data, pose[[joint, parent]], rtol=0, atol=1e-12)
         ranges = [np.diff(limits)[0] for limits in (ax.get_xlim3d(), ax.get_ylim3d(),
@@ -81,18 +82,21 @@ def _has_color(picture_rgb, color_rgb, tolerance=12):
 
 
 def test_render_pose_3d_has_the_right_size_and_skeleton_colours():
-    picture = vis.render_pose_3d(STANDING_M, STANDING_M * 1.1, title="frame 0")
+    picture = vis.render_pose_3d(STANDING_M, STANDING_M * 1.1, title="frame 0", skeleton=SKELETON)
     assert picture.shape == (256, 512, 3) and picture.dtype == np.uint8
     for color in (vis.COLOR_LEFT_RGB, vis.COLOR_RIGHT_RGB, vis.COLOR_CENTER_RGB):
         assert _has_color(picture, color) > 20, color
-    assert vis.render_pose_3d(STANDING_M, None, size_px=(300, 200)).shape == (200, 300, 3)
+    assert vis.render_pose_3d(STANDING_M, None, size_px=(300, 200),
+                              skeleton=SKELETON).shape == (200, 300, 3)
 
 
 def test_sample_panel_is_the_drawn_crop_beside_the_3d_views():
     crop = np.full((256, 192, 3), 128, np.uint8)
-    panel = vis.sample_panel(crop, STANDING_CROP_PX, STANDING_M[None], STANDING_M, title="x")
+    panel = vis.sample_panel(crop, STANDING_CROP_PX, STANDING_M[None], STANDING_M, title="x",
+                             skeleton=SKELETON)
     assert panel.shape == (256, 192 + 512, 3) and panel.dtype == np.uint8
-    expected_crop = cv2.cvtColor(vis.draw_skeleton_2d(crop, STANDING_CROP_PX), cv2.COLOR_BGR2RGB)
+    expected_crop = cv2.cvtColor(vis.draw_skeleton_2d(crop, STANDING_CROP_PX, skeleton=SKELETON),
+                                 cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(panel[:, :192], expected_crop)
     assert _has_color(panel[:, 192:], vis.COLOR_LEFT_RGB) > 20
 
@@ -106,7 +110,7 @@ def test_best_worst_indices_per_action():
     np.testing.assert_array_equal(worst, [2, 5, 8])
 
 
-def test_save_best_worst_per_action_shows_the_right_frames(tmp_path, monkeypatch):
+def test_save_best_worst_per_group_shows_the_right_frames(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     n = 6
     images = rng.integers(0, 255, (n, 256, 192, 3), dtype=np.uint8)
@@ -118,11 +122,11 @@ def test_save_best_worst_per_action_shows_the_right_frames(tmp_path, monkeypatch
     shown = []
     original = vis.sample_panel
 
-    def recording_panel(image, keypoints_crop, prediction, target, title=None):
+    def recording_panel(image, keypoints_crop, prediction, target, title=None, *, skeleton):
         index = next(i for i in range(n) if image is images[i] or np.array_equal(image, images[i]))
         np.testing.assert_array_equal(prediction, predictions[index])
         shown.append((index, title))
-        return original(image, keypoints_crop, prediction, target, title)
+        return original(image, keypoints_crop, prediction, target, title, skeleton=skeleton)
 
     monkeypatch.setattr(vis, "sample_panel", recording_panel)
     path = str(tmp_path / "sub" / "best_worst.png")
@@ -131,8 +135,8 @@ def test_save_best_worst_per_action_shows_the_right_frames(tmp_path, monkeypatch
     def crop_of(index):
         read.append(index)
         return images[index]
-    assert vis.save_best_worst_per_action(path, crop_of, keypoints, predictions, targets, errors,
-                                          actions) == path
+    assert vis.save_best_worst_per_group(path, crop_of, keypoints, predictions, targets, errors,
+                                         actions, ACTION_NAMES, skeleton=SKELETON) == path
     assert [index for index, _ in shown] == [1, 2, 4, 3]  # per action: best, worst
     assert read == [1, 2, 4, 3]  # only the frames shown are read
     assert shown[0][1].startswith("Discussion: best") and "20.0 mm" in shown[0][1]
@@ -144,7 +148,7 @@ def test_save_best_worst_per_action_shows_the_right_frames(tmp_path, monkeypatch
 @pytest.mark.parametrize("bad", [np.zeros((16, 3)), np.zeros((2, 17, 3))])
 def test_render_pose_3d_refuses_other_shapes(bad):
     with pytest.raises(ValueError):
-        vis.render_pose_3d(bad)
+        vis.render_pose_3d(bad, skeleton=SKELETON)
 
 
 def drawn_rows(picture):
@@ -156,8 +160,8 @@ def drawn_rows(picture):
 def test_a_tall_view_draws_the_person_taller():
     # The demo gives one person the whole 512 x 512 column: the person must fill its height,
     # not the middle half of it (a square box would).
-    wide = vis.render_pose_3d(STANDING_M, size_px=(512, 256))
-    tall = vis.render_pose_3d(STANDING_M, size_px=(512, 512))
+    wide = vis.render_pose_3d(STANDING_M, size_px=(512, 256), skeleton=SKELETON)
+    tall = vis.render_pose_3d(STANDING_M, size_px=(512, 512), skeleton=SKELETON)
     wide_rows, tall_rows = drawn_rows(wide), drawn_rows(tall)
     wide_span = wide_rows[-1] - wide_rows[0]
     tall_span = tall_rows[-1] - tall_rows[0]

@@ -7,6 +7,7 @@ import torch
 from conftest import load_reference
 from mvn.config import load_config
 from mvn.models import build_model
+from mvn.models.backbones import BACKBONES
 from mvn.models.weights import (WeightsError, load_backbone_weights,
                                 load_model_weights)
 
@@ -73,7 +74,7 @@ def test_hrnet_coco_file_drops_final_layer_and_reports_it(tmp_path, tiny_referen
     path = tmp_path / "pose_hrnet_tiny.pth"
     torch.save(coco, path)
     model = tiny_model()
-    dropped = load_backbone_weights(model.backbone, str(path))
+    dropped = load_backbone_weights(model.backbone, str(path), BACKBONES["hrnet_tiny"].head_prefixes)
     assert dropped == ["final_layer.bias", "final_layer.weight"]
     for k, v in model.backbone.state_dict().items():
         assert torch.equal(v, backbone_state[k])
@@ -85,7 +86,7 @@ def test_cpn_style_file_with_state_dict_and_module_prefix(tmp_path, tiny_referen
     path = tmp_path / "backbone.pth.tar"
     torch.save({"epoch": 1, "state_dict": backbone_state}, path)
     model = tiny_model()
-    assert load_backbone_weights(model.backbone, str(path)) == []
+    assert load_backbone_weights(model.backbone, str(path), BACKBONES["cpn"].head_prefixes) == []
 
 
 def test_cpn_weights_into_hrnet_backbone_is_refused(tmp_path):

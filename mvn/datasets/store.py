@@ -3,17 +3,18 @@
 The reference decodes a ~1000x1000 JPEG per sample every epoch only to crop 256x192 from it, and
 hands every DataLoader worker a list of ~2 million dicts. The store holds each sample's crop,
 already made (docs/fidelity.md, "Crop"), and the labels as one array per field, in one HDF5
-file per split. `H36M-Toolbox/prepare_store.py` writes it; `Human36MStoreDataset` reads it and
-gives the same samples as `Human36MDataset` (identical tensors for raw crops made from the same
-images; JPEG crops differ by a measured, tested amount). MPI-INF-3DHP has a store of the same
-layout (`MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py`: the prepared crop JPEGs' bytes, copied;
-read by `mvn.datasets.mpi_inf_3dhp.MpiInf3dhpStoreDataset`). What both builders share:
-`mvn.datasets.store_build`.
+file per split. Each benchmark has its builder and its StoreDataset subclass: Human3.6M's
+`H36M-Toolbox/prepare_store.py` and `mvn.human36m.dataset.Human36MStoreDataset` (the same samples
+as the pkl path: identical tensors for raw crops made from the same images; JPEG crops differ by
+a measured, tested amount), MPI-INF-3DHP's `MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py` (the
+prepared crop JPEGs' bytes, copied) and `mvn.mpi_inf_3dhp.dataset.MpiInf3dhpStoreDataset`. What
+the builders share: `mvn.datasets.store_build`.
 
 A store folder:
   manifest.json       the manifest (`new_manifest`, `new_split_entry` below), JSON:
                         version        STORE_VERSION
-                        dataset        "human36m" or "mpi_inf_3dhp" (absent: human36m)
+                        dataset        the benchmark's name (a StoreDataset's DATASET)
+                        crop_shape     [height, width] of the crops (mvn.geometry.CROP_SHAPE)
                         format         "jpeg" or "raw"
                         jpeg_quality   1..100 (jpeg) or null
                         jpeg_chroma    "420" / "444" (jpeg) or null
@@ -45,18 +46,17 @@ import h5py
 import numpy as np
 
 from mvn import geometry
-from mvn.datasets.human36m import LabelledCropDataset
-from mvn.datasets.labels import LabelColumns, LabelError
+from mvn.datasets.label_files import LabelError
+from mvn.datasets.labelled_crops import LabelledCropDataset
 from mvn.images import FRAME_READ_FLAGS, decode_image
 
-STORE_VERSION = 2  # 2: crops from the float64 label centre and scale; a label record column
+# 2: crops from the float64 label centre and scale; a label record column. 3: the manifest
+# always names its dataset and records the crop shape.
+STORE_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 SPLIT_FILES = {"train": "train.h5", "val": "val.h5"}
 FORMATS = ("jpeg", "raw")
 CROP_SHAPE = geometry.CROP_SHAPE + (3,)  # (height, width, BGR) of a stored crop
-BUILD_COMMANDS = {"human36m": "python H36M-Toolbox/prepare_store.py",
-                  "mpi_inf_3dhp": "python MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py"}
-BUILD_COMMAND = BUILD_COMMANDS["human36m"]
 
 
 class StoreError(LabelError):
@@ -70,11 +70,11 @@ def manifest_path(store_path):
     return os.path.join(store_path, MANIFEST_NAME)
 
 
-def read_manifest(store_path, dataset="human36m"):
+def read_manifest(store_path, dataset, command):
     """The manifest dict of the store of `dataset` at `store_path`; StoreError if there is none
-    (no store at `store_path`) or it holds the other dataset."""
+    (no store at `store_path`), it holds another dataset or crops of another size. `command`
+    builds such a store (named in the errors)."""
     path = manifest_path(store_path)
-    command = BUILD_COMMANDS[dataset]
     if not os.path.isfile(path):
         raise StoreError("no frame store at %s (%s missing): build it with `%s --root "
                          "<toolbox root> --out %s`, or set dataset.store_path"
@@ -89,18 +89,27 @@ def read_manifest(store_path, dataset="human36m"):
         raise StoreError("%s: store version %r, this code reads version %d; rebuild it with "
                          "`%s --out %s --overwrite`" % (path, manifest.get("version"),
                                                        STORE_VERSION, command, store_path))
-    held = manifest.get("dataset", "human36m")
+    held = manifest.get("dataset")
+    if held is None:
+        raise StoreError("%s names no dataset: not a manifest this code wrote; rebuild the store "
+                         "with `%s --out %s --overwrite`" % (path, command, store_path))
     if held != dataset:
         raise StoreError("the store at %s holds %s frames, not %s: set dataset.store_path to a "
                          "store built by `%s`" % (store_path, held, dataset, command))
+    crop_shape = tuple(manifest.get("crop_shape", ()))
+    if crop_shape != geometry.CROP_SHAPE:
+        raise StoreError("the store at %s holds %s crops, this code makes %dx%d crops "
+                         "(mvn.geometry.CROP_SHAPE); rebuild it with `%s --out %s --overwrite`"
+                         % (store_path, "x".join(map(str, crop_shape)) or "unsized",
+                            geometry.CROP_SHAPE[0], geometry.CROP_SHAPE[1], command, store_path))
     return manifest
 
 
-def new_manifest(format, jpeg_quality, jpeg_chroma, source, root, dataset="human36m"):
-    """A manifest with no split yet (schema: the module docstring)."""
-    return {"version": STORE_VERSION, "dataset": dataset, "format": format,
-            "jpeg_quality": jpeg_quality, "jpeg_chroma": jpeg_chroma, "source": source,
-            "root": os.path.abspath(root), "command": "", "splits": {}}
+def new_manifest(format, jpeg_quality, jpeg_chroma, source, root, dataset):
+    """A manifest of `dataset`'s store with no split yet (schema: the module docstring)."""
+    return {"version": STORE_VERSION, "dataset": dataset, "crop_shape": list(geometry.CROP_SHAPE),
+            "format": format, "jpeg_quality": jpeg_quality, "jpeg_chroma": jpeg_chroma,
+            "source": source, "root": os.path.abspath(root), "command": "", "splits": {}}
 
 
 def new_split_entry(split, labels_info, rows, sequence_runs):
@@ -122,8 +131,8 @@ def write_manifest(store_path, manifest):
 
 def command_for(store_path, manifest, overwrite=False):
     """The manifest's build command aimed at the store actually being read (it may have been
-    moved since), optionally with --overwrite."""
-    parts = shlex.split(manifest.get("command") or BUILD_COMMAND)
+    moved since), optionally with --overwrite. The builders record it when they start."""
+    parts = shlex.split(manifest["command"])
     if "--out" in parts and parts.index("--out") + 1 < len(parts):
         parts[parts.index("--out") + 1] = store_path
     else:
@@ -163,7 +172,7 @@ def write_label_columns(group, columns):
         group.create_dataset(name, data=getattr(columns, name))
 
 
-def read_label_columns(group, kind=LabelColumns):
+def read_label_columns(group, kind):
     """The labels dataclass `kind` from the datasets `write_label_columns` wrote (read whole, one
     array each)."""
     fields = kind.__dataclass_fields__
@@ -177,7 +186,7 @@ def read_label_columns(group, kind=LabelColumns):
 # ----------------------------------------------------------------------------------------------
 # Frames
 
-def decode_jpeg(data, where, store_path="<store>", command=BUILD_COMMAND):
+def decode_jpeg(data, where, store_path, command):
     """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR, checked (mvn.images: a truncated crop is
     an error, not a grey one), decoded as the pkl path reads a file; `where` names the row in
     errors, `command` the store's builder."""
@@ -193,16 +202,18 @@ def decode_jpeg(data, where, store_path="<store>", command=BUILD_COMMAND):
 
 class StoreDataset(LabelledCropDataset):
     """Samples of one split of a frame store: the same keys, dtypes and order as the pkl path.
-    Subclasses name the dataset (DATASET, the manifest's) and its labels dataclass (LABELS).
+    Subclasses name the dataset (DATASET, the manifest's), its labels dataclass (LABELS) and
+    the command that builds its store (BUILD_COMMAND).
 
     The HDF5 file is opened lazily in each process that reads frames (an h5py handle must not
     cross a fork), so the dataset can be handed to DataLoader workers as it is."""
 
     DATASET = None
     LABELS = None
+    BUILD_COMMAND = None
 
     def __init__(self, store_path, split, frame_stride=1):
-        manifest = read_manifest(store_path, self.DATASET)
+        manifest = read_manifest(store_path, self.DATASET, self.BUILD_COMMAND)
         entry = check_split(manifest, split, store_path)
         self.store_path = store_path
         self.split = split
@@ -250,18 +261,8 @@ class StoreDataset(LabelledCropDataset):
         start = self.frame_offset[row]
         return decode_jpeg(frames[start:start + self.frame_size[row]],
                            "%s row %d (%s)" % (self.path, row, self.describe(index)),
-                           self.store_path, BUILD_COMMANDS[self.DATASET])
+                           self.store_path, self.BUILD_COMMAND)
 
     def describe(self, index):
         """Sample `index` in words, for errors."""
         raise NotImplementedError
-
-
-class Human36MStoreDataset(StoreDataset):
-    """Human3.6M samples from a store of H36M-Toolbox/prepare_store.py."""
-
-    DATASET = "human36m"
-    LABELS = LabelColumns
-
-    def describe(self, index):
-        return self.labels.image[index].decode()

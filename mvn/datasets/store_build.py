@@ -45,9 +45,9 @@ def labels_change(manifest, split, info):
         info["path"], split)
 
 
-def builder_command(manifest):
-    """The builder of the manifest's dataset, e.g. 'python H36M-Toolbox/prepare_store.py'."""
-    return store.BUILD_COMMANDS[manifest.get("dataset", "human36m")]
+def start_over_command(out, manifest):
+    """The manifest's build command that starts the store at `out` over (--overwrite)."""
+    return store.command_for(out, manifest, overwrite=True)
 
 
 def add_build_arguments(parser):
@@ -122,18 +122,18 @@ def create_split_file(path, columns, fmt):
             f.create_dataset("frame_size", (rows,), np.int64)
 
 
-def open_split_file(path, out, command):
+def open_split_file(path, command):
+    """The split file `path`, open for writing; `command` starts the store over."""
     try:
         return h5py.File(path, "r+")
     except OSError as error:
         raise StoreError("cannot open %s (%s): it was torn, perhaps by a kill during a write; "
-                         "start this store over with `%s --out %s --overwrite`"
-                         % (path, error, command, out))
+                         "start this store over with `%s`" % (path, error, command))
 
 
-def check_split_file(path, entry, fmt, out, command):
+def check_split_file(path, entry, fmt, command):
     """A split file that a rerun continues must be whole as far as its manifest says: readable,
-    with its rows, and (jpeg) the bytes written so far."""
+    with its rows, and (jpeg) the bytes written so far. `command` starts the store over."""
     try:
         with h5py.File(path, "r") as f:
             rows = len(f["labels"]["record"])
@@ -147,8 +147,8 @@ def check_split_file(path, entry, fmt, out, command):
         elif written < entry["bytes"]:
             problem = "%d bytes of crops, the manifest says %d" % (written, entry["bytes"])
     if problem is not None:
-        raise StoreError("%s is damaged: %s; start this store over with `%s --out %s "
-                         "--overwrite`" % (path, problem, command, out))
+        raise StoreError("%s is damaged: %s; start this store over with `%s`"
+                         % (path, problem, command))
 
 
 def split_entry(out, manifest, split, labels_info, columns, runs):
@@ -157,7 +157,7 @@ def split_entry(out, manifest, split, labels_info, columns, runs):
     path = os.path.join(out, store.SPLIT_FILES[split])
     entry = manifest["splits"].get(split)
     if entry is not None and os.path.isfile(path):
-        check_split_file(path, entry, manifest["format"], out, builder_command(manifest))
+        check_split_file(path, entry, manifest["format"], start_over_command(out, manifest))
         return entry
     create_split_file(path, columns, manifest["format"])
     entry = store.new_split_entry(split, labels_info, len(columns), runs)
@@ -192,7 +192,7 @@ def run_chunks(out, manifest, jobs, work, write, workers, max_chunks, descriptio
         opened = {}
         for split in dict.fromkeys(job.split for job in jobs):
             opened[split] = files.enter_context(open_split_file(
-                os.path.join(out, store.SPLIT_FILES[split]), out, builder_command(manifest)))
+                os.path.join(out, store.SPLIT_FILES[split]), start_over_command(out, manifest)))
             if manifest["format"] == "jpeg":                  # drop a tail a kill left behind
                 opened[split]["frames"].resize((manifest["splits"][split]["bytes"],))
         for split, index, payload in toolbox.parallel_map(work, jobs, workers, description):
@@ -228,7 +228,7 @@ def verify(out, dataset_class):
     """Check the store of `dataset_class` (a store.StoreDataset) at `out`: its manifest, each
     split's label file (where it still is) unchanged, every stored crop decodable; StoreError
     naming what is wrong."""
-    manifest = store.read_manifest(out, dataset_class.DATASET)
+    manifest = store.read_manifest(out, dataset_class.DATASET, dataset_class.BUILD_COMMAND)
     for split, entry in manifest["splits"].items():
         labels = entry["labels"]["path"]
         changed = os.path.isfile(labels) and labels_change(manifest, split, file_info(labels))

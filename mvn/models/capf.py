@@ -4,17 +4,9 @@ import os
 import torch
 import torch.nn as nn
 
-from .cpn import CPN
-from .hrnet import HRNET_TINY_STAGES, HRNet, hrnet_stages
+from .backbones import BACKBONES
 from .poseformer import ContextPoseFormer
 
-# The backbone type alone decides the network and the published pretrained file.
-PRETRAINED_FILES = {
-    "hrnet_32": "pose_hrnet_w32_256x192.pth",
-    "hrnet_48": "pose_hrnet_w48_256x192.pth",
-    "cpn": "CPN50_256x192.pth.tar",
-    "hrnet_tiny": None,  # synthetic/test configs: no published weights
-}
 # Where a published backbone file is looked for, in order: this project's place, then the one the
 # released README gives.
 PRETRAINED_DIRS = (os.path.join("data", "pretrained"), os.path.join("data", "pretrained", "coco"))
@@ -23,7 +15,7 @@ PRETRAINED_DIRS = (os.path.join("data", "pretrained"), os.path.join("data", "pre
 def default_pretrained_path(backbone_type):
     """The published file of `backbone_type` in the first of PRETRAINED_DIRS that holds it (the
     first place when none does, so that an error names where to put it); None if it has none."""
-    name = PRETRAINED_FILES[backbone_type]
+    name = BACKBONES[backbone_type].published_file
     if name is None:
         return None
     candidates = [os.path.join(folder, name) for folder in PRETRAINED_DIRS]
@@ -31,16 +23,11 @@ def default_pretrained_path(backbone_type):
 
 
 def build_backbone(backbone_type):
-    if backbone_type == "hrnet_32":
-        return HRNet(hrnet_stages(32))
-    if backbone_type == "hrnet_48":
-        return HRNet(hrnet_stages(48))
-    if backbone_type == "hrnet_tiny":
-        return HRNet(HRNET_TINY_STAGES)
-    if backbone_type == "cpn":
-        return CPN()
-    raise ValueError("unknown backbone type '%s'; use one of %s"
-                     % (backbone_type, ", ".join(PRETRAINED_FILES)))
+    """The network of a row of mvn.models.backbones.BACKBONES (random weights)."""
+    if backbone_type not in BACKBONES:
+        raise ValueError("unknown backbone type '%s'; use one of %s"
+                         % (backbone_type, ", ".join(BACKBONES)))
+    return BACKBONES[backbone_type].build()
 
 
 class CA_PF(nn.Module):

@@ -21,7 +21,6 @@ from mvn.errors import CAPFError
 logger = logging.getLogger(__name__)
 
 # Foreign keys that are known not to belong to the backbone, dropped in one visible place.
-HRNET_DROPPED_PREFIXES = ("final_layer.",)
 
 
 class WeightsError(CAPFError, RuntimeError):
@@ -118,12 +117,12 @@ def load_model_weights(model, path):
     return checkpoint
 
 
-def load_backbone_weights(backbone, path):
-    """Load a published HRNet COCO (.pth) or CPN (.pth.tar) file into `backbone` strictly.
-
-    Returns the list of dropped keys (HRNet's COCO head `final_layer.*`)."""
+def load_backbone_weights(backbone, path, head_prefixes=()):
+    """Load a published HRNet COCO (.pth) or CPN (.pth.tar) file into `backbone` strictly,
+    leaving out the keys under `head_prefixes` (the backbone's row in mvn.models.backbones:
+    HRNet's COCO heatmap head `final_layer.*`). Returns the list of those keys."""
     state_dict = extract_state_dict(read_weights_file(path), path)
-    dropped = sorted(k for k in state_dict if k.startswith(HRNET_DROPPED_PREFIXES))
+    dropped = sorted(k for k in state_dict if k.startswith(tuple(head_prefixes)))
     state_dict = {k: v for k, v in state_dict.items() if k not in set(dropped)}
     check_state_dict(backbone, state_dict, path, what="backbone")
     backbone.load_state_dict(state_dict, strict=True)

@@ -27,7 +27,7 @@ class Camera:
 
     @classmethod
     def from_h36m(cls, camera):
-        """From a Human3.6M calibration dict (R, T, f, c, k, p) of mvn.h36m.camera()."""
+        """From a Human3.6M calibration dict (R, T, f, c, k, p) of mvn.human36m.facts.camera()."""
         def vector(value, n):
             return np.reshape(value, n).astype(np.float64)
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mvn import matfile
 from mvn.errors import CAPFError
-from mvn.mpi_inf_3dhp import (FACTS, JOINT_NAMES, NUM_JOINTS, ROOT_JOINT, SCENES,
-                              TEST_SEQUENCES)
+from mvn.mpi_inf_3dhp import matfile
+from mvn.mpi_inf_3dhp.facts import (FACTS, JOINT_NAMES, NUM_JOINTS, ROOT_JOINT, SCENES,
+                                    TEST_SEQUENCES)
 
 # name -> 0-based joint indices, in the MATLAB table order (Head, Neck, Shou, ..., Ankle)
 JOINT_GROUPS = {name: tuple(joints) for name, joints in FACTS["joint_groups"].items()}

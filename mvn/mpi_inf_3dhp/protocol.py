@@ -1,5 +1,5 @@
 """MPI-INF-3DHP evaluation in the training loop and `train.py --eval`: the released code's printed
-number, the official tables (mvn.metrics_3dhp) and the released export, from the predictions of
+number, the official tables (mvn.mpi_inf_3dhp.metrics) and the released export, from the predictions of
 the test split (mvn.engine.predict).
 
 The released evaluation (run_3dhp.py): the flip-averaged prediction's pelvis row is set to 0;
@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 
-from mvn import metrics_3dhp
+from mvn.mpi_inf_3dhp import metrics as metrics_3dhp
 from mvn.metrics import p_mpjpe
-from mvn.mpi_inf_3dhp import NUM_JOINTS, ROOT_JOINT
+from mvn.mpi_inf_3dhp.facts import NUM_JOINTS, ROOT_JOINT
 
 logger = logging.getLogger(__name__)
 EXPORT_NAME = "inference_data.mat"
@@ -29,7 +29,7 @@ def evaluate_predictions(predictions, targets, labels, root_in_mpjpe=True):
     """(errors, predictions with the pelvis row 0) for the test split's predictions and targets
     (N, 17, 3) mm, torch tensors, in the dataset's order. `errors['average']` holds p1 / p2 /
     frames (what the training loop logs and selects on); `errors['mpi_inf_3dhp']` the
-    Evaluation of mvn.metrics_3dhp; `errors['predictions_mm']` the export per sequence."""
+    Evaluation of mvn.mpi_inf_3dhp.metrics; `errors['predictions_mm']` the export per sequence."""
     predictions = predictions.float().clone()        # float32, as exported and scored
     predictions[:, ROOT_JOINT] = 0                   # the released test step does this
     prediction_mm = predictions.double().numpy()     # (N, 17, 3)
@@ -58,7 +58,7 @@ def format_evaluation(errors):
 
 def save_evaluation(errors, folder):
     """`folder`/inference_data.mat (the released export: TS1..TS6, (3, 17, 1, n_valid) float32,
-    mm) and the two MATLAB CSV tables + JSON of mvn.metrics_3dhp; returns the folder."""
+    mm) and the two MATLAB CSV tables + JSON of mvn.mpi_inf_3dhp.metrics; returns the folder."""
     os.makedirs(folder, exist_ok=True)
     metrics_3dhp.save_inference_data(os.path.join(folder, EXPORT_NAME), errors["predictions_mm"])
     metrics_3dhp.write_results(errors["mpi_inf_3dhp"], folder)

@@ -24,14 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mvn import mpi_inf_3dhp as mpi
-from mvn import matfile
-from mvn.datasets.human36m import LabelledCropDataset
-from mvn.datasets.labels import LabelError, _LabelUnpickler
+from mvn.datasets.label_files import LabelError, RestrictedUnpickler
+from mvn.datasets.labelled_crops import LabelledCropDataset
 from mvn.datasets.store import StoreDataset
+from mvn.mpi_inf_3dhp import facts as mpi
+from mvn.mpi_inf_3dhp import matfile
 from mvn.geometry import CROP_SHAPE
 from mvn.images import ImageError, MissingImageError, read_frame_bgr
 
+STORE_BUILD_COMMAND = "python MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py"
 TRAIN_KEY = re.compile(r"^S(\d+) Seq(\d+)$")  # "S1 Seq2", a training sequence's key
 PREPARE_HINT = ("prepare it with MPI-INF-3DHP-Toolbox (README, 'MPI-INF-3DHP') or set "
                 "dataset.root / dataset.train_labels_path / dataset.val_labels_path")
@@ -53,7 +54,7 @@ def read_label_npz(path):
             if dtype != np.dtype(object) or shape != ():
                 raise ValueError("'data' is a %s array of shape %s, not one pickled dict"
                                  % (dtype, shape))
-            data = _LabelUnpickler(f).load()  # the pickled 0-d object array
+            data = RestrictedUnpickler(f).load()  # the pickled 0-d object array
             if isinstance(data, np.ndarray) and data.shape == ():
                 data = data.item()
     except KeyError:
@@ -266,6 +267,7 @@ class MpiInf3dhpStoreDataset(StoreDataset):
 
     DATASET = "mpi_inf_3dhp"
     LABELS = MpiLabels
+    BUILD_COMMAND = STORE_BUILD_COMMAND
 
     def describe(self, index):
         return "%s, %s" % (self.labels.describe(index), self.labels.image_path(index))

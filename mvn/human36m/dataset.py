@@ -1,40 +1,19 @@
-"""Human3.6M samples from the published label files + full-frame images (`dataset.format: pkl`).
+"""Human3.6M samples: from the published label files + full-frame images (`dataset.format:
+pkl`), or from a frame store of H36M-Toolbox/prepare_store.py (`dataset.format: store`).
 
 Each sample is the 256x192 crop around the subject (docs/fidelity.md, "Crop"), the CPN
-detections (screen-normalised and in crop pixels) and the 3D joints in metres. Batch preparation
-(normalisation, flips) happens on the whole batch later, in `mvn.batch`.
+detections (screen-normalised and in crop pixels) and the 3D joints in metres: the sample dict of
+mvn.datasets.labelled_crops.
 """
 import os
 
-import torch
-from torch.utils.data import Dataset
-
-from mvn.datasets.labels import load_label_columns
+from mvn.datasets.labelled_crops import LabelledCropDataset
+from mvn.datasets.store import StoreDataset
 from mvn.geometry import crop_image
+from mvn.human36m.labels import LabelColumns, load_label_columns
 from mvn.images import ImageError, MissingImageError, read_frame_bgr
 
-
-class LabelledCropDataset(Dataset):
-    """Samples from `self.labels` (LabelColumns) and `self.load_crop(index)`, which subclasses
-    define: the pkl path here, the frame store in `mvn.datasets.store`."""
-
-    labels = None
-
-    def __len__(self):
-        return len(self.labels)
-
-    def load_crop(self, index):
-        raise NotImplementedError
-
-    def __getitem__(self, index):
-        labels = self.labels
-        return {
-            "images": torch.from_numpy(self.load_crop(index)),                      # (256, 192, 3)
-            "keypoints_2d": torch.from_numpy(labels.keypoints_2d[index]),           # (17, 2)
-            "keypoints_2d_crop": torch.from_numpy(labels.keypoints_2d_crop[index]),  # (17, 2)
-            "keypoints_3d": torch.from_numpy(labels.keypoints_3d[index][None]),     # (1, 17, 3)
-            "index": index,
-        }
+STORE_BUILD_COMMAND = "python H36M-Toolbox/prepare_store.py"
 
 
 class Human36MDataset(LabelledCropDataset):
@@ -64,3 +43,15 @@ class Human36MDataset(LabelledCropDataset):
                 "or regenerate the labels so that they list only existing frames"
                 % (error, self.labels.record[index], self.labels_path)) from None
         return crop_image(image, self.labels.center[index], self.labels.scale[index])
+
+
+class Human36MStoreDataset(StoreDataset):
+    """Human3.6M samples from a store of H36M-Toolbox/prepare_store.py: the same samples as
+    Human36MDataset (identical tensors for raw crops made from the same images)."""
+
+    DATASET = "human36m"
+    LABELS = LabelColumns
+    BUILD_COMMAND = STORE_BUILD_COMMAND
+
+    def describe(self, index):
+        return self.labels.image[index].decode()

@@ -1,6 +1,6 @@
 """MPI-INF-3DHP facts: joints, sequences, cameras, file names and the crop box of the release.
 
-The figures (from `mpi_inf_3dhp_facts.json`, a copy of the published ones) are the single home
+The figures (from `facts.json`, a copy of the published ones) are the single home
 of everything the toolbox, the datasets and the evaluation need to know about the benchmark.
 
 Joints: the 17-joint MATLAB `relevant` set, in its order (0-based):
@@ -25,8 +25,9 @@ import os
 import numpy as np
 
 from mvn import geometry
+from mvn.skeleton import Skeleton
 
-FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_inf_3dhp_facts.json")
+FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "facts.json")
 
 with open(FACTS_PATH) as _f:
     FACTS = json.load(_f)
@@ -43,7 +44,7 @@ JOINTS_RIGHT = tuple(FACTS["joints_right"])          # (2, 3, 4, 8, 9, 10)
 # Parent of each joint (-1: the root), for drawing: the MATLAB `relevant` tree, made 0-based.
 PARENTS = tuple(-1 if i == ROOT_JOINT else p - 1
                 for i, p in enumerate(FACTS["parents_17_one_based"]))
-# (The left/right swap of a pose: mvn.skeleton.MPI_INF_3DHP.flip_permutation.)
+SKELETON = Skeleton("mpi_inf_3dhp", ROOT_JOINT, JOINT_NAMES, PARENTS, JOINTS_LEFT, JOINTS_RIGHT)
 
 # --- training set ------------------------------------------------------------------------------
 SUBJECTS = tuple(range(1, 9))

@@ -11,34 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mvn import h36m
-from mvn.errors import CAPFError
+from mvn.datasets.label_files import LabelError, RestrictedUnpickler
+from mvn.human36m import facts as h36m
 
 logger = logging.getLogger(__name__)
 
 # Keys a record must have for training and evaluation (the published files have more).
 REQUIRED_KEYS = ("image", "joints_2d_cpn", "joints_2d_cpn_crop", "joints_3d", "center", "scale",
                  "subject", "action", "subaction", "camera_id")
-# What a pickle of labels may reconstruct: NumPy arrays and scalars, nothing that runs code.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("collections", "OrderedDict"),
-}
-
-
-class LabelError(CAPFError, ValueError):
-    """A label file that is missing or is not a Human3.6M label list; says which and why."""
-
-
-class _LabelUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError("refusing to load %s.%s" % (module, name))
-
-
 def read_label_pickle(path):
     """The record list of a published label pickle, unpickling only NumPy arrays and scalars."""
     if not os.path.isfile(path):
@@ -47,7 +27,7 @@ def read_label_pickle(path):
                          "Human3.6M') or set dataset.train_labels_path / val_labels_path" % path)
     try:
         with open(path, "rb") as f:
-            return _LabelUnpickler(f).load()
+            return RestrictedUnpickler(f).load()
     except pickle.UnpicklingError as error:
         raise LabelError("%s is not a Human3.6M label file (%s); label files hold only lists of "
                          "dicts of NumPy arrays" % (path, error)) from None

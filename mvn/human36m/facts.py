@@ -1,4 +1,9 @@
-"""Human3.6M facts: joints, actions, cameras and sequence names (from `h36m_facts.json`).
+"""Human3.6M facts: joints, actions, cameras and sequence names (from `facts.json`).
+
+The 17 joints every Human3.6M tensor of the project uses (SKELETON):
+    0 pelvis (root), 1 r_hip, 2 r_knee, 3 r_ankle, 4 l_hip, 5 l_knee, 6 l_ankle, 7 spine,
+    8 thorax, 9 neck/nose, 10 head, 11 l_shoulder, 12 l_elbow, 13 l_wrist, 14 r_shoulder,
+    15 r_elbow, 16 r_wrist
 
 The JSON file is a copy of the published figures (calibration, resolutions, the sequence-name
 table); everything else in the project reads them from here.
@@ -9,13 +14,23 @@ import re
 
 import numpy as np
 
-FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "h36m_facts.json")
+from mvn.skeleton import Skeleton
+
+FACTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "facts.json")
 
 with open(FACTS_PATH) as _f:
     FACTS = json.load(_f)
 
-# The 17 joints of mvn.skeleton, taken from the release's 32 (its pose files' joint order).
+# The 17 joints, taken from the release's 32 (its pose files' joint order).
 JOINTS_17_FROM_32 = tuple(FACTS["joints_17_from_32"])
+NUM_JOINTS = 17
+ROOT_JOINT = 0  # the pelvis: 3D poses are made relative to it
+JOINT_NAMES = tuple(FACTS["joint_names_17"])
+# Parent of each joint (-1: the root): the bones drawn by mvn.vis.
+PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+JOINTS_LEFT = tuple(FACTS["joints_left"])    # (4, 5, 6, 11, 12, 13)
+JOINTS_RIGHT = tuple(FACTS["joints_right"])  # (1, 2, 3, 14, 15, 16)
+SKELETON = Skeleton("human36m", ROOT_JOINT, JOINT_NAMES, PARENTS, JOINTS_LEFT, JOINTS_RIGHT)
 
 # The label files toolbox writes and training reads (file names, in the toolbox root by default).
 LABEL_FILES = {"train": "h36m_train.pkl", "val": "h36m_validation.pkl"}

@@ -1,0 +1,51 @@
+"""What the engine needs of a benchmark, and what evaluating on one gives back.
+
+Each benchmark is a package (mvn/human36m/, mvn/mpi_inf_3dhp/) whose `benchmark.py` fills one
+`Benchmark`; `mvn.benchmarks.get(name)` returns it. The engine, train.py and the config read a
+benchmark only through this interface, so a new dataset is a new package and one line in
+`mvn.benchmarks`.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mvn.skeleton import Skeleton
+
+
+@dataclass
+class Evaluation:
+    """A benchmark's evaluation of predictions (N, 17, 3): the averages the training loop logs
+    and selects the best epoch on, the per-frame error the pictures pick frames by, and the
+    benchmark's own tables (its `format_evaluation` / `save_evaluation` read them)."""
+    p1_mm: float                    # the benchmark's headline MPJPE (its own averaging)
+    p2_mm: float                    # the same after a Procrustes alignment
+    frames: int
+    frame_errors_mm: np.ndarray     # (N,) MPJPE of each frame, as scored
+    predictions: torch.Tensor       # (N, 17, 3) as scored (MPI-INF-3DHP: the root row zeroed)
+    tables: dict                    # the benchmark's tables (JSON-able where it saves them so)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark behind one interface. Units: the dataset's 3D joints are in `unit_mm`
+    millimetres (Human3.6M: metres, 1000; MPI-INF-3DHP: mm, 1)."""
+    name: str
+    skeleton: Skeleton
+    unit_mm: float
+    # (config, split 'train' | 'val') -> the LabelledCropDataset of that split
+    build_dataset: Callable
+    # (predictions (N, 17, 3), targets (N, 17, 3), dataset, config) -> Evaluation
+    evaluate: Callable
+    # Evaluation -> console text
+    format_evaluation: Callable
+    # (Evaluation, folder, name) -> what was written (files in `folder` named after `name`)
+    save_evaluation: Callable
+    # dataset -> (group id of each frame (N,), {id: name}): the rows of the best/worst picture
+    picture_groups: Callable
+    # backbone type -> the published checkpoint --eval uses by default (CAPFError if none)
+    published_checkpoint: Callable
+    # the splits `train.py --eval --eval_dataset` may score, and what they are, in words
+    evaluable_splits: tuple = ("train", "val")
+    evaluable_splits_note: str = "any split"

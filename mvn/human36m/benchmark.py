@@ -1,0 +1,58 @@
+"""Human3.6M behind the mvn.benchmark interface: its skeleton, datasets (label files + frames,
+or the frame store), the per-action protocol and the published checkpoint."""
+import os
+
+from mvn.benchmark import Benchmark, Evaluation
+from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
+from mvn.human36m.facts import ACTION_NAMES, SKELETON
+from mvn.human36m.protocol import format_table, per_action_errors, save_table
+from mvn.metrics import mpjpe
+
+PUBLISHED_CHECKPOINT = os.path.join("checkpoint", "best_epoch.bin")
+
+
+def build_dataset(config, split):
+    d = config.dataset
+    stride = d.train_frame_stride if split == "train" else d.val_frame_stride
+    if d.format == "store":  # the store holds its own labels (made from the label files)
+        return Human36MStoreDataset(d.store_path, split, frame_stride=stride)
+    labels_path = d.train_labels_path if split == "train" else d.val_labels_path
+    return Human36MDataset(d.root, labels_path, frame_stride=stride, bad_records=d.bad_records,
+                           allow_images_outside_root=d.allow_images_outside_root)
+
+
+def evaluate(predictions, targets, dataset, config):
+    """The per-action table of predictions and targets (N, 17, 3) metres, in the dataset's
+    order (fewer than the dataset with val.max_batches)."""
+    n = len(predictions)
+    predicted_m, target_m = predictions.numpy(), targets.numpy()
+    table = per_action_errors(predicted_m, target_m, dataset.labels.action[:n],
+                              dataset.labels.subaction[:n])
+    average = table["average"]
+    return Evaluation(average["p1"], average["p2"], average["frames"],
+                      mpjpe(predicted_m, target_m, reduce=False) * 1000, predictions, table)
+
+
+def format_evaluation(evaluation):
+    return "per-action errors (mm):\n" + format_table(evaluation.tables)
+
+
+def save_evaluation(evaluation, folder, name):
+    """folder/<name>.json and .csv: the per-action table."""
+    return save_table(evaluation.tables, folder, name)
+
+
+def picture_groups(dataset):
+    return dataset.labels.action, ACTION_NAMES
+
+
+def published_checkpoint(backbone_type):
+    """checkpoint/best_epoch.bin (mvn.checkpoint.find_checkpoint also finds
+    best_epoch_<backbone>.bin)."""
+    return PUBLISHED_CHECKPOINT
+
+
+BENCHMARK = Benchmark(
+    name="human36m", skeleton=SKELETON, unit_mm=1000.0, build_dataset=build_dataset,
+    evaluate=evaluate, format_evaluation=format_evaluation, save_evaluation=save_evaluation,
+    picture_groups=picture_groups, published_checkpoint=published_checkpoint)
