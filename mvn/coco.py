@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mvn.geometry import BOX_UNIT_PX, CROP_SHAPE
+from mvn.geometry import BOX_UNIT_PX, CROP_SHAPE, HEATMAP_SHAPE
 from mvn.models.weights import WeightsError, check_state_dict, extract_state_dict, \
     read_weights_file
 
@@ -112,7 +112,7 @@ def decode_heatmaps(heatmaps):
     return coords, scores
 
 
-def heatmap_to_crop_px(coords, heatmap_shape=(64, 48), crop_shape=CROP_SHAPE):
+def heatmap_to_crop_px(coords, heatmap_shape=HEATMAP_SHAPE, crop_shape=CROP_SHAPE):
     """(..., 2) heatmap pixels (x, y) -> crop pixels: x * 192 / 48 (= 4), as HRNet was trained.
     Shapes are (height, width)."""
     return coords * coords.new_tensor([crop_shape[1] / heatmap_shape[1],

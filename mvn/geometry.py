@@ -9,6 +9,10 @@ import cv2
 import numpy as np
 
 CROP_SHAPE = (256, 192)  # (height, width) of the crop in pixels: the one home of the crop size
+# What follows from it: the pose heads' heatmaps (a quarter of the crop: (64, 48)), and the crop's
+# half-size (x, y) = (96, 128) by which the model turns crop pixels into sampling-grid coordinates.
+HEATMAP_SHAPE = (CROP_SHAPE[0] // 4, CROP_SHAPE[1] // 4)
+CROP_HALF_XY = (CROP_SHAPE[1] / 2, CROP_SHAPE[0] / 2)
 BOX_UNIT_PX = 200.0     # a label's `scale` is the box size in units of 200 pixels
 
 

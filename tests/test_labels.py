@@ -5,17 +5,24 @@ import pickle
 import numpy as np
 import pytest
 
+from mvn import geometry
 from mvn.datasets.label_files import LabelError
+from mvn.human36m import facts as h36m
 from mvn.human36m.labels import load_label_columns, read_label_pickle
 
 
-def record(frame, center=(500.25, 400.125)):
+def record(frame, center=(500.25, 400.125), crop_shape=geometry.CROP_SHAPE):
+    """A label record whose crop keypoints are those of a `crop_shape` crop of its box."""
+    joints_2d = np.linspace(-0.5, 0.5, 34).reshape(17, 2).astype(np.float32) * 0.1 * frame
+    scale = (np.float64(2.0000000001), np.float64(2.5))
+    width, height = h36m.resolution(0)
+    affine = geometry.get_affine_transform(np.asarray(center), np.asarray(scale), crop_shape)
+    joints_crop = geometry.affine_transform_points(
+        geometry.image_coordinates(joints_2d.astype(np.float64), width, height), affine)
     return {"image": "s_09_act_02_subact_01_ca_01/s_09_act_02_subact_01_ca_01_%06d.jpg" % frame,
-            "joints_2d_cpn": np.full((17, 2), 0.1 * frame, np.float32),
-            "joints_2d_cpn_crop": np.full((17, 2), frame, np.float32),
-            "joints_3d": np.full((17, 3), 0.01 * frame), "center": center,
-            "scale": (np.float64(2.0000000001), np.float64(2.5)), "subject": 9, "action": 2,
-            "subaction": 1, "camera_id": 0}
+            "joints_2d_cpn": joints_2d, "joints_2d_cpn_crop": joints_crop.astype(np.float32),
+            "joints_3d": np.full((17, 3), 0.01 * frame), "center": center, "scale": scale,
+            "subject": 9, "action": 2, "subaction": 1, "camera_id": 0}
 
 
 def write(path, records):
@@ -30,9 +37,17 @@ def test_columns_keep_the_order_values_and_float64_boxes(tmp_path):
     assert len(columns) == 6 and columns.keypoints_3d.shape == (6, 17, 3)
     assert columns.center.dtype == np.float64 and columns.scale[0, 0] == 2.0000000001
     assert columns.image[5].decode().endswith("_000006.jpg")
-    np.testing.assert_array_equal(columns.keypoints_2d_crop[:, 0, 0], [1, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(columns.keypoints_3d[:, 0, 0],
+                                  np.float32([0.01, 0.02, 0.03, 0.04, 0.05, 0.06]))
     strided = load_label_columns(path, frame_stride=4)
-    np.testing.assert_array_equal(strided.keypoints_2d_crop[:, 0, 0], [1, 5])
+    np.testing.assert_array_equal(strided.keypoints_3d[:, 0, 0], np.float32([0.01, 0.05]))
+    np.testing.assert_array_equal(strided.keypoints_2d_crop, columns.keypoints_2d_crop[[0, 4]])
+
+
+def test_a_label_file_of_another_crop_size_is_refused(tmp_path):
+    path = write(tmp_path / "labels.pkl", [record(i + 1, crop_shape=(384, 288)) for i in range(4)])
+    with pytest.raises(LabelError, match="not made for the 256x192 crops.*generate_labels_h36m"):
+        load_label_columns(path)
 
 
 class RunsCode:

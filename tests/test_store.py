@@ -242,6 +242,20 @@ def test_missing_store_and_missing_split_errors(stores, tmp_path):
         Human36MStoreDataset(str(tmp_path / "partial"), "val")
 
 
+def test_a_store_of_other_crops_or_an_older_version_is_refused(stores, tmp_path):
+    manifest = read_json(os.path.join(stores["raw"], "manifest.json"))
+    assert manifest["crop_shape"] == [256, 192] and manifest["dataset"] == "human36m"
+    for name, change, message in (
+            ("other_crops", {"crop_shape": [384, 288]}, "holds 384x288 crops, this code makes "
+                                                        "256x192 crops.*--overwrite"),
+            ("version_2", {"version": 2}, "store version 2, this code reads version 3")):
+        os.makedirs(tmp_path / name)
+        with open(tmp_path / name / "manifest.json", "w") as f:
+            json.dump(dict(manifest, **change), f)
+        with pytest.raises(StoreError, match=message):
+            Human36MStoreDataset(str(tmp_path / name), "val")
+
+
 def test_builder_error_is_one_line_and_exit_2(synthetic_h36m, stores):
     """Resuming with other options than the store was started with."""
     result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "prepare_store.py"),

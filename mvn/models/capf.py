@@ -4,6 +4,8 @@ import os
 import torch
 import torch.nn as nn
 
+from mvn.geometry import CROP_HALF_XY
+
 from .backbones import BACKBONES
 from .poseformer import ContextPoseFormer
 
@@ -76,10 +78,10 @@ class CA_PF(nn.Module):
 
     def lift(self, keypoints_2d, keypoints_2d_crop, features):
         """volume_net on the 2D joints and the backbone's feature maps -> (B, 1, 17, 3)."""
-        # Crop pixels -> grid coordinates. QUIRK: divides by (96, 128), not (95.5, 127.5), so
-        # x = 191 maps to 0.99 rather than 1 (the reference does this in place on its argument;
-        # here the argument is left untouched).
-        ref = keypoints_2d_crop / keypoints_2d_crop.new_tensor([96.0, 128.0]) - 1  # (B, 17, 2)
+        # Crop pixels -> grid coordinates. QUIRK: divides by the half-size (96, 128), not (95.5,
+        # 127.5), so x = 191 maps to 0.99 rather than 1 (the reference does this in place on its
+        # argument; here the argument is left untouched).
+        ref = keypoints_2d_crop / keypoints_2d_crop.new_tensor(CROP_HALF_XY) - 1  # (B, 17, 2)
         return self.volume_net(keypoints_2d, ref, features)
 
 

@@ -7,6 +7,8 @@ are not computed. `CPN.forward` returns the 4 RefineNet cascade outputs, see doc
 """
 import torch.nn as nn
 
+from mvn.geometry import HEATMAP_SHAPE
+
 from .hrnet import Bottleneck, make_blocks
 
 
@@ -40,7 +42,7 @@ class GlobalNet(nn.Module):
     `predict` (per-level heatmap heads) exists for checkpoint compatibility and is not run.
     """
 
-    def __init__(self, in_channels=(2048, 1024, 512, 256), output_shape=(64, 48), num_class=17,
+    def __init__(self, in_channels=(2048, 1024, 512, 256), output_shape=HEATMAP_SHAPE, num_class=17,
                  channels=256):
         super().__init__()
         n = len(in_channels)
