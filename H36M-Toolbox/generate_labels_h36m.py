@@ -8,11 +8,13 @@ are not opened to learn their size: it is known per camera, and one frame per se
 """
 import os
 import pickle
+import zipfile
 
 import numpy as np
 
 import h36m_toolbox as tb
 from mvn import geometry
+from mvn.datasets.label_files import read_npz_array
 from mvn.human36m import facts as h36m
 from mvn.images import ImageError, read_frame_bgr
 
@@ -129,12 +131,12 @@ def load_detections(root):
             "%s not found: download data_2d_h36m_cpn_ft_h36m_dbb.npz (VideoPose3D's CPN detections, "
             "see H36M-Toolbox/README.md) into %s, or synthesise a release with synthesize_h36m.py"
             % (path, os.path.dirname(path)))
-    try:
-        with np.load(path, allow_pickle=True) as data:
-            return data["positions_2d"].item()
-    except (KeyError, ValueError, OSError) as error:
-        raise tb.ToolboxError("%s is not VideoPose3D's detection file (%s): download it again"
-                              % (path, error))
+    try:  # the detections are a pickled dict: unpickled with arrays, lists and dicts only
+        return read_npz_array(path, "positions_2d").item()
+    except (KeyError, ValueError, OSError, EOFError, AttributeError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as error:
+        raise tb.ToolboxError("%s is not VideoPose3D's detection file (%s: %s): download it "
+                              "again" % (path, type(error).__name__, error))
 
 
 def find_detections(positions_2d, sequence):

@@ -15,6 +15,7 @@ import numpy as np
 
 import h36m_toolbox as tb
 from mvn import geometry
+from mvn.datasets.label_files import read_npz_array
 from mvn.human36m import facts as h36m
 from mvn.synthetic import motion as synthetic_motion
 from mvn.synthetic import render as synthetic_render
@@ -111,8 +112,7 @@ def write_detections(path, new_entries):
     """
     positions = {}
     if os.path.exists(path):
-        with np.load(path, allow_pickle=True) as existing:
-            positions = existing["positions_2d"].item()
+        positions = read_npz_array(path, "positions_2d").item()  # arrays, lists, dicts only
     for (subject, action, subaction), arrays in new_entries.items():
         name = h36m.detection_names(subject, action, subaction)[-1]  # QUIRK: renamed actions
         positions.setdefault("S%d" % subject, {})[name] = arrays

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -80,6 +81,11 @@ def test_two_process_training_writes_the_tables_and_the_export(trained):
     summary = json.loads(read_text(os.path.join(folder, "best_evaluation",
                                                 "mpii_3dhp_evaluation.json")))
     assert "val P1" in result.stderr
+    # validation pictures in TensorBoard, as Human3.6M runs have them
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(os.path.join(folder, "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"val/sample_0", "val/sample_3"} <= set(events.Tags()["images"])
     with open(os.path.join(root, "synthetic_release.json")) as f:
         assert f.read()  # the scaled frame counts the preparation used
     # every valid test frame once, the export holding them per sequence, pelvis exactly 0
@@ -96,6 +102,9 @@ def evaluate(root, checkpoint, logdir, nproc):
     result = run_train(["--config", CONFIG, "--logdir", logdir, "--device", "cpu", "--eval",
                         "--checkpoint", checkpoint, "--opts"] + options(root), nproc=nproc)
     assert result.returncode == 0, result.stderr[-4000:]
+    # the best and worst frame of each test sequence, drawn with the MPI-INF-3DHP skeleton
+    picture = cv2.imread(os.path.join(only_folder(logdir), "best_worst_frames.png"))
+    assert picture is not None and picture.shape[0] == 256 * 6  # TS1..TS6: a row each
     folder = os.path.join(only_folder(logdir), "evaluation")
     return {name: read_text(os.path.join(folder, name)) for name in RESULT_FILES[:3]}, \
         folder, result

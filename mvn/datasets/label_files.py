@@ -1,7 +1,11 @@
-"""Reading label files safely, for every benchmark: unpickling that can only rebuild NumPy
-arrays, scalars, lists and dicts (a label file a user downloads or is sent cannot run code).
+"""Reading label and detection files safely, for every benchmark: unpickling that can only
+rebuild NumPy arrays, scalars, lists and dicts (a file a user downloads or is sent cannot run
+code).
 """
 import pickle
+import zipfile
+
+import numpy as np
 
 from mvn.errors import CAPFError
 
@@ -25,3 +29,27 @@ class RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError("refusing to load %s.%s" % (module, name))
+
+
+def read_npz_array(path, key):
+    """Array `key` of the .npz file at `path`, read without running code from the file.
+
+    Plain arrays are read as NumPy reads them (allow_pickle=False). An object array (the 0-d
+    dict arrays of VideoPose3D's detection files and of the released MPI-INF-3DHP label files)
+    is unpickled with RestrictedUnpickler: NumPy arrays, scalars, lists and dicts only. Raises
+    KeyError (no such array), pickle.UnpicklingError (anything else pickled), and ValueError,
+    EOFError, OSError or zipfile.BadZipFile for a file that is not a whole .npz."""
+    with np.load(path, allow_pickle=False) as data:
+        if key not in data.files:
+            raise KeyError(key)
+        try:
+            return data[key]
+        except ValueError as error:
+            if "allow_pickle" not in str(error):
+                raise
+    with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        read_header(f)
+        return RestrictedUnpickler(f).load()  # the pickled object array itself
