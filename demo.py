@@ -24,7 +24,7 @@ from mvn.batch import predict_pose, prepare_images
 from mvn.coco import box_from_keypoints, box_to_center_scale, coco_scores_to_h36m, \
     coco_to_h36m, load_coco_detector
 from mvn.config import load_config
-from mvn.errors import CAPFError, DeviceError
+from mvn.errors import CAPFError, DeviceError, run_main
 from mvn.human36m.facts import JOINT_NAMES, SKELETON
 from mvn.geometry import affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
@@ -426,12 +426,7 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        run(args)
-    except CAPFError as error:
-        print("demo.py: error: %s" % error, file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(args), "demo.py")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Steps, each printed as the command it runs:
      index (plain PyPI gives Linux the multi-GB CUDA build), else from the default index (CUDA).
   2. Everything else: `pip install -r requirements.lock` (or `--upgrade -r requirements.txt`).
   3. This package, editable: `pip install --no-deps -e .` (makes `mvn` importable everywhere).
-Standard library only: it runs before anything is installed (quickstart.py and .ci/run use it).
+Standard library and `mvn.errors` only: it runs before anything is installed (quickstart.py and
+.ci/run use it).
 """
 import argparse
 import importlib.metadata
@@ -19,6 +20,8 @@ import shutil
 import subprocess
 import sys
 
+from mvn.errors import CAPFError, run_main
+
 REPO = os.path.dirname(os.path.abspath(__file__))
 LOCK = "requirements.lock"
 RANGES = "requirements.txt"
@@ -26,7 +29,7 @@ RANGES = "requirements.txt"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
-class InstallError(Exception):
+class InstallError(CAPFError):
     """A step failed; the message says which and what to do."""
 
 
@@ -116,12 +119,7 @@ def main(argv=None):
     if sys.prefix == sys.base_prefix and not os.environ.get("CONDA_PREFIX"):
         print("note: %s is not a virtual environment; the packages go into its site-packages"
               % sys.executable, flush=True)
-    try:
-        install(args.latest)
-    except InstallError as error:
-        print("install: %s" % error, file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: install(args.latest), "install.py")
 
 
 if __name__ == "__main__":

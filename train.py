@@ -142,6 +142,7 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     finally:
+        engine.end_loader_workers()
         if processes is not None:
             distributed.cleanup_processes(processes)
     return 0

@@ -14,6 +14,14 @@ import torch
 from mvn.skeleton import Skeleton
 
 
+def split_files(config, split):
+    """(label file, frame stride) that `config.dataset` gives split 'train' or 'val'."""
+    d = config.dataset
+    if split == "train":
+        return d.train_labels_path, d.train_frame_stride
+    return d.val_labels_path, d.val_frame_stride
+
+
 @dataclass
 class Evaluation:
     """A benchmark's evaluation of predictions (N, 17, 3): the averages the training loop logs

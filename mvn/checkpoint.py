@@ -144,18 +144,23 @@ def remove_partial_files(folder):
                 os.remove(os.path.join(directory, name))
 
 
-def resume_state(model, optimizer, folder):
+def resume_state(model, optimizer, folder, checkpoint_file=None):
     """Load the newest complete `last.bin` of `folder` (or `last.previous.bin` when `last.bin`
     is missing or damaged) into the model and optimiser; returns (epoch, step, best P1, history,
-    progress), or None when the folder has no complete checkpoint yet (start from the beginning)."""
+    progress), or None when the folder has no complete checkpoint yet (start from the beginning).
+    With `checkpoint_file` (--resume FILE), that file exactly, or a WeightsError."""
     directory = os.path.join(folder, CHECKPOINT_FOLDER)
-    for name in (LAST_NAME, PREVIOUS_NAME):
-        path = os.path.join(directory, name)
+    paths = ([checkpoint_file] if checkpoint_file is not None else
+             [os.path.join(directory, name) for name in (LAST_NAME, PREVIOUS_NAME)])
+    for path in paths:
         if not os.path.isfile(path):
             continue
         try:
             checkpoint = load_model_weights(model, path)
         except WeightsError as error:
+            if checkpoint_file is not None:
+                raise WeightsError("--resume %s: %s" % (path, str(error).splitlines()[0])) \
+                    from None
             logger.warning("%s is damaged (%s); trying the previous checkpoint",
                            path, str(error).splitlines()[0])
             continue

@@ -241,7 +241,8 @@ def _validate(config, source):
     if round_mm != 0 and not any(round_mm == 10.0 ** -k for k in range(-3, 7)):
         raise ConfigError("%s: train.best_epoch_round_mm must be 0 (no rounding) or a power of "
                           "ten such as 0.1, got %r" % (source, round_mm))
-    for name in ("train.batch_size", "val.batch_size", "train.n_epochs"):
+    for name in ("train.batch_size", "val.batch_size", "train.n_epochs",
+                 "train.collective_timeout_s"):
         section, key = name.split(".")
         if config[section][key] < 1:
             raise ConfigError("%s: %s must be at least 1" % (source, name))

@@ -8,7 +8,9 @@ only parses the command line.
 """
 import logging
 import math
+import multiprocessing
 import os
+import signal
 import time
 from contextlib import nullcontext
 
@@ -25,12 +27,12 @@ from mvn.batch import predict_pose, prepare_batch
 from mvn.checkpoint import remove_partial_files, resume_state, save_best, save_last
 from mvn.distributed import all_ranks_finite, barrier, gather_in_order, shard_range
 from mvn.errors import CAPFError
-from mvn.experiment import abandon_folder, close_logging, default_experiment_name, \
+from mvn.experiment import abandon_folder, check_name, close_logging, default_experiment_name, \
     make_experiment_folder, open_run_folder, record_config_change, setup_logging, write_config
 from mvn.metrics import mpjpe
 from mvn.models import BACKBONES, build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
-from mvn.stopping import StopSignals, TrainingStopped
+from mvn.stopping import STOP_SIGNALS, StopSignals, TrainingStopped
 from mvn.threads import apply_torch_threads
 
 logger = logging.getLogger(__name__)
@@ -144,8 +146,31 @@ def autocast(config, device):
 # Data
 
 def worker_init(worker_id):
-    """DataLoader workers are the parallelism: OpenCV's own threads would oversubscribe."""
+    """DataLoader workers are the parallelism: OpenCV's own threads would oversubscribe. A
+    scheduler's stop (SIGTERM / SIGUSR1 to the whole process group, as SLURM and Kubernetes
+    send it) and Ctrl-C are the main process's to handle: it finishes its step, writes last.bin
+    and ends the workers itself. A worker that died first would end the run with a traceback."""
     cv2.setNumThreads(0)
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, signal.SIG_IGN)
+
+
+def end_loader_workers():
+    """End the DataLoader workers still running, with SIGKILL: for the end of a process
+    (train.py). They ignore the stop signals (worker_init), so the terminate() that Python sends
+    its remaining daemonic children at exit (after an error, say) would not end them and the exit
+    would wait for them forever."""
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if not children:
+        return
+    # The DataLoader's SIGCHLD handler would raise at the first death and leave the rest running.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.kill()
+    for child in children:
+        child.join(timeout=10)
 
 
 def make_loader(dataset, batch_size, config, device, sampler=None):
@@ -401,7 +426,9 @@ def fit(config, processes, logdir, resume=None, name=None):
     (TrainingStopped). A new run that fails before its first checkpoint leaves no folder."""
     configure_tf32(config)
     benchmark = benchmarks.get(config.dataset.name)
-    folder, resuming = open_run_folder(logdir, config, processes, resume, name)
+    folder, resuming, run_lock = open_run_folder(logdir, config, processes, resume, name)
+    # --resume FILE: that checkpoint exactly (else the folder's newest complete one)
+    resume_file = resume if resume not in (None, "auto") and os.path.isfile(resume) else None
     setup_logging(folder, processes)
     threads_before = torch.get_num_threads()  # restored at the end (in-process callers)
     logger.info("%s", apply_torch_threads(config))
@@ -425,7 +452,7 @@ def fit(config, processes, logdir, resume=None, name=None):
         optimizer = make_optimizer(model, config)
         run = Run(config, processes, folder, model, optimizer, signals)
         start_epoch, start_step, progress = 0, 0, {}
-        state = resume_state(model, optimizer, folder) if resuming else None
+        state = resume_state(model, optimizer, folder, resume_file) if resuming else None
         if state is not None:
             start_epoch, start_step, run.best_p1, run.history, progress = state
         elif resuming:
@@ -473,6 +500,8 @@ def fit(config, processes, logdir, resume=None, name=None):
     finally:
         torch.set_num_threads(threads_before)
         signals.close()
+        if run_lock is not None:
+            run_lock.close()
         if writer is not None:
             writer.close()
         close_logging()
@@ -527,6 +556,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
                         % (benchmark.name, " / ".join(benchmark.evaluable_splits),
                            benchmark.evaluable_splits_note))
     configure_tf32(config)
+    check_name(name)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
                                     processes)
     setup_logging(folder, processes)

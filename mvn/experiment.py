@@ -2,9 +2,12 @@
 per run, exclusive), its logging (console + train.log), and the config records (config.yaml,
 config.resume-<n>.yaml). The checkpoint files are in mvn/checkpoint.py.
 """
+import fcntl
 import logging
 import os
 import shutil
+import socket
+import sys
 import time
 
 from mvn.checkpoint import CONFIG_NAME, experiment_folder_of, is_experiment_folder
@@ -14,6 +17,7 @@ from mvn.errors import CAPFError
 
 logger = logging.getLogger(__name__)
 ROOT_LOGGER = "mvn"  # every module logs under it; setup_logging configures it once
+LOCK_NAME = "run.lock"  # held by the run training in a folder (lock_run_folder)
 
 
 def setup_logging(folder, processes):
@@ -95,31 +99,75 @@ def record_config_change(folder, config):
     return name
 
 
+def check_name(name):
+    """--name is one folder inside --logdir: no path separators, not '.' or '..'."""
+    if name is not None and (name in ("", ".", "..") or os.sep in name
+                             or (os.altsep and os.altsep in name)):
+        raise CAPFError("--name %r must be a plain folder name (it names a folder inside "
+                        "--logdir)" % name)
+
+
+def lock_run_folder(folder, processes):
+    """Hold the run lock of `folder` for the life of this run: one run per experiment folder.
+    Rank 0 takes an exclusive flock on folder/run.lock, which the kernel releases when the
+    process ends (a kill -9 leaves no stale lock), and writes who holds it there. A second run
+    on the folder is refused on every rank with one line naming the first. Returns the lock's
+    open file (close it to release the lock), None on the other ranks."""
+    handle, holder = None, None
+    if processes.is_main:
+        handle = open(os.path.join(folder, LOCK_NAME), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process that wrote nothing yet"
+            handle.close()
+            handle = None
+        else:
+            handle.seek(0)
+            handle.truncate()
+            handle.write("pid %d on %s since %s: %s\n" % (
+                os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S"),
+                " ".join(sys.argv)))
+            handle.flush()
+    holder = broadcast_object(holder, processes)
+    if holder is not None:
+        raise CAPFError("%s is being trained by another run (%s): one run per experiment "
+                        "folder; wait for it to end or stop it, or choose another --name"
+                        % (folder, holder))
+    return handle
+
+
 def open_run_folder(logdir, config, processes, resume=None, name=None):
-    """(experiment folder, resuming?) for fit: a new folder (exclusive; `name` or
+    """(experiment folder, resuming?, its run lock) for fit: a new folder (exclusive; `name` or
     <title>@<date-time>), the folder --resume names (refused unless it is an experiment folder),
-    or with resume='auto' the folder `name`, continued when it exists, else started."""
+    or with resume='auto' the folder `name`, continued when it exists, else started. The folder
+    is locked (lock_run_folder) before anything in it is read or written."""
+    check_name(name)
     if resume == "auto":
         if not name:
             raise CAPFError("--resume auto continues the experiment folder that --name names: "
                             "pass --name NAME (the same on every restart)")
-        candidate = os.path.join(logdir, name)
-        resuming = is_experiment_folder(candidate)
-        if not resuming and processes.is_main:
+        folder = os.path.join(logdir, name)
+        if processes.is_main:
             try:
-                os.makedirs(candidate, exist_ok=True)
+                os.makedirs(folder, exist_ok=True)
             except OSError as error:
                 raise CAPFError("cannot create the experiment folder %s (%s); pass a writable "
-                                "--logdir" % (candidate, error.strerror or error)) from None
-            if os.listdir(candidate):
-                raise CAPFError("--resume auto: %s exists but is not an experiment folder of "
-                                "this project (no %s); choose another --name"
-                                % (candidate, CONFIG_NAME))
-        return candidate, broadcast_object(resuming, processes)
+                                "--logdir" % (folder, error.strerror or error)) from None
+        lock = lock_run_folder(folder, processes)
+        resuming = is_experiment_folder(folder)
+        if not resuming and processes.is_main and set(os.listdir(folder)) - {LOCK_NAME}:
+            lock.close()
+            raise CAPFError("--resume auto: %s exists but is not an experiment folder of this "
+                            "project (no %s); choose another --name" % (folder, CONFIG_NAME))
+        return folder, broadcast_object(resuming, processes), lock
     if resume:
-        return experiment_folder_of(resume), True
-    return make_experiment_folder(logdir, name or default_experiment_name(config.title),
-                                  processes), False
+        folder = experiment_folder_of(resume)
+        return folder, True, lock_run_folder(folder, processes)
+    folder = make_experiment_folder(logdir, name or default_experiment_name(config.title),
+                                    processes)
+    return folder, False, lock_run_folder(folder, processes)
 
 
 def abandon_folder(folder, processes):

@@ -63,8 +63,11 @@ def test_wrong_type_and_bad_values_are_errors(tmp_path):
         load_config(None, ["train.batch_size=big"])
     with pytest.raises(ConfigError, match="'val.flip_test' must be bool"):
         load_config(None, ["val.flip_test=1"])
-    with pytest.raises(ConfigError, match="is not one of"):
+    with pytest.raises(ConfigError, match="is not one of hrnet_32, hrnet_48, cpn, hrnet_tiny"):
         load_config(None, ["model.backbone.type=resnet"])
+    for value in (0, -5):
+        with pytest.raises(ConfigError, match="train.collective_timeout_s must be at least 1"):
+            load_config(None, ["train.collective_timeout_s=%d" % value])
     with pytest.raises(ConfigError, match="is a section"):
         load_config(None, ["model.backbone=cpn"])
     with pytest.raises(ConfigError, match="key=value"):

@@ -178,15 +178,25 @@ def test_a_kill_during_the_first_save_is_resumable(synthetic_h36m, straight, tmp
     assert_same_run(straight[1], final_state(folder))
 
 
+@pytest.mark.parametrize("target, workers", [("the main process", 0),
+                                             ("the process group", 2)])
 def test_sigterm_stops_after_the_step_with_one_line_and_resumes_exactly(synthetic_h36m,
-                                                                        straight, tmp_path):
+                                                                        straight, tmp_path,
+                                                                        target, workers):
+    """SIGTERM to train.py, or to its whole process group with DataLoader workers (what SLURM's
+    scancel and Kubernetes send): the workers leave the stop to the main process, which ends the
+    step, writes last.bin and exits 75; the resume is bit-identical to the uninterrupted run."""
     logdir = str(tmp_path / "logs")
     command = launcher(1) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu", "--name",
-                             "run", "--opts"] + run_options(synthetic_h36m)
+                             "run", "--opts"] + run_options(synthetic_h36m,
+                                                            **{"dataset.num_workers": workers})
     process = start(command, str(tmp_path / "first.log"))
     folder = os.path.join(logdir, "run")
     wait_until(lambda: (position(folder) or (-1, -1)) >= (0, 4), 240, "step 4")
-    os.kill(process.pid, signal.SIGTERM)
+    if target == "the process group":  # start() made train.py a session (and group) leader
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        os.kill(process.pid, signal.SIGTERM)
     assert finish(process, timeout=120) == 75                      # EXIT_STOPPED
     text = read(tmp_path / "first.log")
     assert "Traceback" not in text
@@ -343,3 +353,65 @@ def test_two_store_builds_on_one_folder_never_damage_it(synthetic_h36m, tmp_path
         assert 0 in codes
         result = run_toolbox("prepare_store.py", "--out", out, "--verify")
         assert "val: 96 frames, complete and readable" in result.stdout
+
+
+def test_a_second_run_on_a_busy_folder_is_refused_and_the_first_is_untouched(synthetic_h36m,
+                                                                            straight, tmp_path):
+    """One run per experiment folder: a second `--resume auto --name run` (a requeue while the
+    first still runs) and a `--resume <folder>` are refused with one line naming the running
+    one; the first completes bit-identical to a run alone."""
+    logdir = str(tmp_path / "logs")
+    auto = launcher(1) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu", "--resume",
+                          "auto", "--name", "run", "--opts"] + run_options(synthetic_h36m)
+    first = start(auto, str(tmp_path / "first.log"))
+    folder = os.path.join(logdir, "run")
+    wait_until(lambda: (position(folder) or (-1, -1)) >= (0, 2), 240, "step 2")
+    for n, command in enumerate([auto, launcher(1) + ["--config", CONFIG, "--logdir", logdir,
+                                                      "--device", "cpu", "--resume", folder,
+                                                      "--opts"] + run_options(synthetic_h36m)]):
+        second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert second.returncode == 2, second.stderr[-2000:]
+        (line,) = [l for l in second.stderr.splitlines() if l.startswith("error: ")]
+        assert "is being trained by another run (pid %d on " % first.pid in line, line
+    assert finish(first) == 0, read(tmp_path / "first.log")[-3000:]
+    assert_same_run(straight[1], final_state(folder))
+    # once the first has ended, the folder is free: a resume of the finished run is accepted
+    again = subprocess.run(auto, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_resume_from_a_named_file_uses_that_file_or_refuses(synthetic_h36m, tmp_path):
+    logdir = str(tmp_path / "logs")
+    common = ["--config", CONFIG, "--logdir", logdir, "--device", "cpu"]
+    options_ = ["--opts"] + run_options(synthetic_h36m, **{"train.n_epochs": 1})
+    process = start(launcher(1) + common + ["--name", "run"] + options_, str(tmp_path / "a.log"))
+    assert finish(process) == 0
+    folder = os.path.join(logdir, "run")
+    checkpoints = os.path.join(folder, "checkpoints")
+    # the epoch-end last.bin is (1, 0); an earlier state kept under another name
+    state = final_state(folder)
+    state["epoch"], state["step"] = 0, 3
+    torch.save(state, os.path.join(checkpoints, "step3.bin"))
+    resumed = subprocess.run(launcher(1) + common + ["--resume",
+                                                     os.path.join(checkpoints, "step3.bin")]
+                             + options_, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from %s: epoch 0, step 3" % os.path.join(checkpoints, "step3.bin") \
+        in resumed.stderr
+    with open(os.path.join(checkpoints, "broken.bin"), "wb") as f:
+        f.write(b"not a checkpoint")
+    refused = subprocess.run(launcher(1) + common + ["--resume",
+                                                     os.path.join(checkpoints, "broken.bin")]
+                             + options_, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert refused.returncode == 2
+    (line,) = [l for l in refused.stderr.splitlines() if l.startswith("error: ")]
+    assert "--resume %s" % os.path.join(checkpoints, "broken.bin") in line
+    for name in ("../outside", "a/b", ".."):
+        bad = subprocess.run(launcher(1) + common + ["--name", name] + options_, cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and "must be a plain folder name" in bad.stderr, bad.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a.log", "logs"]   # nothing made outside --logdir

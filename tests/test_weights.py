@@ -1,6 +1,7 @@
 """Loading published files: best_epoch.bin, HRNet COCO .pth, CPN .pth.tar; clear errors."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +104,12 @@ def test_missing_file_and_non_state_dict(tmp_path):
     torch.save([1, 2, 3], path)
     with pytest.raises(WeightsError, match="holds no state dict"):
         load_model_weights(tiny_model(), str(path))
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(WeightsError, match="is damaged or not a PyTorch checkpoint") as error:
+        load_model_weights(tiny_model(), str(noise))
+    assert len(str(error.value)) < 250 and "weights_only" not in str(error.value)
+    objects = tmp_path / "objects.bin"
+    torch.save({"model": {}, "extra": WeightsError("a Python object")}, objects)
+    with pytest.raises(WeightsError, match="holds Python objects besides tensors"):
+        load_model_weights(tiny_model(), str(objects))

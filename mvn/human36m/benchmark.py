@@ -2,7 +2,7 @@
 or the frame store), the per-action protocol and the published checkpoint."""
 import os
 
-from mvn.benchmark import Benchmark, Evaluation
+from mvn.benchmark import Benchmark, Evaluation, split_files
 from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
 from mvn.human36m.facts import ACTION_NAMES, SKELETON
 from mvn.human36m.protocol import format_table, per_action_errors, save_table
@@ -13,10 +13,9 @@ PUBLISHED_CHECKPOINT = os.path.join("checkpoint", "best_epoch.bin")
 
 def build_dataset(config, split):
     d = config.dataset
-    stride = d.train_frame_stride if split == "train" else d.val_frame_stride
+    labels_path, stride = split_files(config, split)
     if d.format == "store":  # the store holds its own labels (made from the label files)
         return Human36MStoreDataset(d.store_path, split, frame_stride=stride)
-    labels_path = d.train_labels_path if split == "train" else d.val_labels_path
     return Human36MDataset(d.root, labels_path, frame_stride=stride, bad_records=d.bad_records,
                            allow_images_outside_root=d.allow_images_outside_root)
 

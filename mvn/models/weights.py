@@ -34,11 +34,16 @@ def read_weights_file(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        text = str(error)
+        if "Unsupported global" not in text:  # bytes that are no pickle of tensors at all
+            detail = next((line.strip() for line in text.splitlines()
+                           if line.strip().startswith("Unsupported")), type(error).__name__)
+            raise WeightsError("%s is damaged or not a PyTorch checkpoint (%s); download or copy "
+                               "it again" % (path, detail[:80])) from None
         raise WeightsError(
-            "%s holds Python objects that only arbitrary unpickling could rebuild, and loading "
-            "it that way would let the file run code, so it is refused. Re-save just its tensors "
-            "(e.g. torch.save({'model': state_dict}, ...)) from a trusted environment. "
-            "Details: %s" % (path, str(error).splitlines()[0])) from None
+            "%s holds Python objects besides tensors; loading them could run code from the "
+            "file, so it is refused: re-save only its tensors (torch.save({'model': "
+            "state_dict}, ...)) where the file is trusted" % path) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise WeightsError(
             "%s could not be read as a PyTorch file: it is truncated or not a torch.save file "

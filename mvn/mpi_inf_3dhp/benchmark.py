@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from mvn.benchmark import Benchmark, Evaluation
+from mvn.benchmark import Benchmark, Evaluation, split_files
 from mvn.errors import CAPFError
 from mvn.mpi_inf_3dhp import protocol
 from mvn.mpi_inf_3dhp.dataset import MpiInf3dhpDataset, MpiInf3dhpStoreDataset
@@ -14,10 +14,9 @@ from mvn.mpi_inf_3dhp.facts import PUBLISHED_CHECKPOINTS, SKELETON
 
 def build_dataset(config, split):
     d = config.dataset
-    stride = d.train_frame_stride if split == "train" else d.val_frame_stride
+    labels_path, stride = split_files(config, split)
     if d.format == "store":  # the store holds its own labels (made from the label files)
         return MpiInf3dhpStoreDataset(d.store_path, split, frame_stride=stride)
-    labels_path = d.train_labels_path if split == "train" else d.val_labels_path
     return MpiInf3dhpDataset(d.root, labels_path, split, frame_stride=stride)
 
 
