@@ -26,7 +26,7 @@ from mvn.coco import box_from_keypoints, box_to_center_scale, coco_scores_to_h36
 from mvn.config import load_config
 from mvn.errors import CAPFError, DeviceError, run_main
 from mvn.human36m.facts import JOINT_NAMES, SKELETON
-from mvn.geometry import affine_transform_points, crop_image, get_affine_transform, \
+from mvn.geometry import CROP_SHAPE, affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
 from mvn.images import ImageError, read_frame_bgr
 from mvn.models import BACKBONES, build_model, default_pretrained_path
@@ -257,7 +257,7 @@ def crop_persons(image, boxes_px, padding):
     centers, scales = box_to_center_scale(boxes_px, padding)
     crops = [crop_image(image, c, s) for c, s in zip(centers, scales)]
     affines = [get_affine_transform(c, s) for c, s in zip(centers, scales)]
-    return (np.stack(crops) if crops else np.zeros((0, 256, 192, 3), np.uint8),
+    return (np.stack(crops) if crops else np.zeros((0,) + CROP_SHAPE + (3,), np.uint8),
             np.stack(affines) if affines else np.zeros((0, 2, 3)))
 
 
