@@ -4,7 +4,8 @@
 
 Steps (each one is an ordinary command you can also run by hand; they are printed as they run):
   1. install.py: PyTorch (the CPU build where there is no NVIDIA GPU), the exact versions of
-     requirements.lock and this package, into the running Python (skip: --no-install)
+     requirements.lock and this package, into the running virtual environment, or into the
+     repository's .venv (made on first use) when it runs outside one (skip: --no-install)
   2. H36M-Toolbox/synthesize_h36m.py     a synthetic raw release: S1, S5 (train), S9 (validation),
                                          15 actions x 2 trials x 4 cameras x --frames frames
   3. H36M-Toolbox/video_to_images.py     videos -> full-frame JPEGs
@@ -228,9 +229,28 @@ def quickstart(args):
     print("total time %.1f min" % ((time.time() - start) / 60))
 
 
+def enter_venv():
+    """Outside a virtual environment (or conda), continue in the repository's .venv, made on
+    first use: many systems refuse pip installs into their own Python (PEP 668), and a user's
+    site-packages stay untouched. Inside one, install there."""
+    if sys.prefix != sys.base_prefix or os.environ.get("CONDA_PREFIX"):
+        return
+    venv = os.path.join(REPO, ".venv")
+    python = os.path.join(venv, "bin", "python3")
+    if not os.path.exists(python):
+        print("\n$ python3 -m venv .venv   (this Python is not a virtual environment)", flush=True)
+        if subprocess.run([sys.executable, "-m", "venv", venv]).returncode != 0:
+            sys.exit("quickstart: could not make %s; make a virtual environment yourself "
+                     "(python3 -m venv .venv && . .venv/bin/activate) and rerun" % venv)
+    print("continuing with %s (activate it for your own commands: . .venv/bin/activate)"
+          % python, flush=True)
+    os.execv(python, [python, os.path.abspath(__file__)] + sys.argv[1:])
+
+
 def main():
     args = parse_args()
     if not args.no_install:
+        enter_venv()
         print("\ninstalling PyTorch, requirements.lock and this package (install.py)", flush=True)
         try:
             install.install()
