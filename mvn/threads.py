@@ -2,8 +2,8 @@
 
 PyTorch's default is one thread per core, which ignores the DataLoader workers and the other
 processes on the node: on a 2-core machine with 2 workers, 2 PyTorch threads oversubscribe the
-cores, and under load a quick-start step took 29.4 s instead of 4.1-4.7 s with one thread. So
-the count is chosen, in this order:
+cores (README, "Threads": the loaded quick start's time with one thread against the default).
+So the count is chosen, in this order:
 
   1. `torch_threads` in the config, when > 0 (what you ask for);
   2. OMP_NUM_THREADS, when set (torchrun sets it to 1 for several processes per node);
