@@ -35,6 +35,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def zero_jpeg_middle(path, start=0.4, length=0.125):
+    """Zero bytes in the middle of the JPEG file `path` (from `start` of its length, `length` of
+    it), its start and end markers intact: OpenCV still decodes it, without an error, and
+    libjpeg calls it corrupt on stderr. Returns the damaged bytes."""
+    import cv2
+    import numpy as np
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    begin = int(len(data) * start)
+    data[begin:begin + int(len(data) * length)] = bytes(int(len(data) * length))
+    assert data[:2] == b"\xff\xd8" and data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
+    with open(path, "wb") as f:
+        f.write(data)
+    return bytes(data)
+
+
 def run_toolbox(script, *args, toolbox="H36M-Toolbox"):
     """Run a script of `toolbox` as a user would; fail the test with its output if it fails."""
     import subprocess
