@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, free_port
+from conftest import REPO_ROOT, free_port, zero_jpeg_middle
 import train as train_cli
 from mvn import engine
 from mvn.checkpoint import model_state_with_module_prefix
@@ -215,15 +215,18 @@ def test_nan_loss_step_is_skipped_and_counted(synthetic_h36m):
 
 # ---------------------------------------------------------------------------------- bad data
 
-def corrupted_copy(root, tmp_path, split_file, record=2, truncate=True):
+def corrupted_copy(root, tmp_path, split_file, record=2, truncate=True, zero=False):
     """A copy of the synthetic set whose `split_file` record `record` has a truncated frame
-    (or, without `truncate`, no frame); returns (copy root, the frame's relative name)."""
+    (with `zero`: bytes zeroed mid-stream, conftest.zero_jpeg_middle; without `truncate`, no
+    frame); returns (copy root, the frame's relative name)."""
     copy = str(tmp_path / "copy")
     shutil.copytree(root, copy)
     with open(os.path.join(copy, split_file), "rb") as f:
         name = pickle.load(f)[record]["image"]
     path = os.path.join(copy, "images", name)
-    if truncate:
+    if zero:
+        zero_jpeg_middle(path)
+    elif truncate:
         with open(path, "rb") as f:
             data = f.read()
         with open(path, "wb") as f:
@@ -258,27 +261,31 @@ def second_record_of_the_first_batch(root):
     return list(order)[1]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers, damage", [(0, "truncated JPEG"), (2, "corrupt JPEG (libjpeg")])
 def test_a_truncated_training_frame_stops_with_one_line_naming_it(synthetic_h36m, tmp_path,
-                                                                  workers):
+                                                                  workers, damage):
+    # with 2 DataLoader workers the frame has bytes zeroed mid-stream: libjpeg's verdict is
+    # caught in the (forked) worker that decodes it
     record = second_record_of_the_first_batch(synthetic_h36m)  # found at once, not mid-epoch
-    root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_train.pkl", record=record)
+    root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_train.pkl", record=record,
+                                zero=workers > 0)
     result = run_train(["--config", CONFIG, "--logdir", str(tmp_path / "logs"), "--device",
                         "cpu", "--opts"] + options(root, **{
                             "dataset.num_workers": workers, "train.max_steps_per_epoch": 100,
                             "train.batch_size": 4}))
     assert result.returncode == 2
     (line,) = error_lines(result.stderr)
-    assert name in line and "truncated JPEG" in line
+    assert name in line and damage in line
     assert "record %d of" % record in line and "h36m_train.pkl" in line
 
 
-def test_a_truncated_validation_frame_stops_evaluation_with_one_line(synthetic_h36m, tmp_path):
-    root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_validation.pkl", record=9)
+def test_a_damaged_validation_frame_stops_evaluation_with_one_line(synthetic_h36m, tmp_path):
+    root, name = corrupted_copy(synthetic_h36m, tmp_path, "h36m_validation.pkl", record=9,
+                                zero=True)  # bytes zeroed mid-stream
     result = evaluate_untrained(root, tmp_path, **{"dataset.val_frame_stride": 1})
     assert result.returncode == 2
     (line,) = error_lines(result.stderr)
-    assert name in line and "truncated JPEG" in line and "record 9 of" in line
+    assert name in line and "corrupt JPEG (libjpeg" in line and "record 9 of" in line
 
 
 def test_a_missing_frame_with_a_stride_and_workers_names_its_file_record(synthetic_h36m,
