@@ -149,8 +149,8 @@ def encode_jpeg(crop, quality, chroma):
 def build_chunk(job):
     """Crop every row of `job`; returns (split, index, payload).
 
-    payload: raw -> the .npy file (n, 256, 192, 3) written (big chunks never cross a pipe);
-    jpeg -> (sizes (n,) int64, data (total,) uint8), the JPEGs one after another."""
+    payload: raw -> (the .npy file (n, 256, 192, 3) written (big chunks never cross a pipe),
+    the crops' CRC32s (n,) uint32); jpeg -> store_build.jpeg_payload of the JPEGs."""
     n = len(job.frames)
     if job.source == "videos":
         frames = video_frames(job.path, job.frames)
@@ -168,11 +168,11 @@ def build_chunk(job):
         else:
             encoded[position] = encode_jpeg(crop, job.quality, job.chroma)
     if job.format == "raw":
+        crcs = np.array([store.crop_crc32(crop) for crop in crops], np.uint32)
         crops.flush()
         del crops
-        return job.split, job.index, job.part_path
-    sizes = np.array([len(e) for e in encoded], dtype=np.int64)
-    return job.split, job.index, (sizes, np.frombuffer(b"".join(encoded), dtype=np.uint8))
+        return job.split, job.index, (job.part_path, crcs)
+    return job.split, job.index, store_build.jpeg_payload(encoded)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,11 +183,13 @@ def write_chunk(f, entry, chunk, payload, fmt):
     if fmt == "jpeg":
         return store_build.append_jpegs(f, entry, chunk, payload)
     start = chunk["start"]
-    part = np.load(payload, mmap_mode="r")                                  # (n, 256, 192, 3)
+    part_path, crcs = payload
+    f["frame_crc32"][start:chunk["stop"]] = crcs
+    part = np.load(part_path, mmap_mode="r")                                # (n, 256, 192, 3)
     for a in range(0, len(part), COPY_ROWS):
         f["frames"][start + a:start + a + len(part[a:a + COPY_ROWS])] = part[a:a + COPY_ROWS]
     del part
-    os.remove(payload)
+    os.remove(part_path)
 
 
 # ----------------------------------------------------------------------------------------------

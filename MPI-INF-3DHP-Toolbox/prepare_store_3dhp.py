@@ -123,12 +123,11 @@ def read_crop(path, job, row):
 
 
 def copy_chunk(job):
-    """Every crop file of `job`, checked; returns (split, index, (sizes (n,) int64, data
-    (total,) uint8)): the files' bytes one after another, in row order."""
+    """Every crop file of `job`, checked; returns (split, index, store_build.jpeg_payload of the
+    files' bytes in row order)."""
     files = [read_crop(os.path.join(job.root, job.labels.image_path(row)), job, row)
              for row in range(len(job.labels))]
-    sizes = np.array([len(f) for f in files], dtype=np.int64)
-    return job.split, job.index, (sizes, np.concatenate(files))
+    return job.split, job.index, store_build.jpeg_payload(files)
 
 
 # ----------------------------------------------------------------------------------------------

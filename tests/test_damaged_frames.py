@@ -125,6 +125,10 @@ def test_a_stored_crop_zeroed_mid_stream_is_refused_naming_its_row(tmp_path):
     crop = camera_frame(str(tmp_path / "crop.jpg"), 256, 192)
     data = np.frombuffer(zero_jpeg_middle(crop), np.uint8)
     with pytest.raises(store.StoreError) as error:
-        store.decode_jpeg(data, "train.h5 row 7", "/stores/s", "python prepare_store.py")
+        store.decode_jpeg(data, "train.h5 row 7", "/stores/s", "python prepare_store.py",
+                          "python prepare_store.py --out /stores/s --splits train --overwrite")
     assert str(error.value).startswith("train.h5 row 7: the stored crop is damaged (%s"
                                        % CORRUPT)
+    assert str(error.value).endswith(
+        "; check the store with `python prepare_store.py --out /stores/s --verify` and rebuild "
+        "the split with `python prepare_store.py --out /stores/s --splits train --overwrite`")

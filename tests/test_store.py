@@ -248,7 +248,16 @@ def test_a_store_of_other_crops_or_an_older_version_is_refused(stores, tmp_path)
     for name, change, message in (
             ("other_crops", {"crop_shape": [384, 288]}, "holds 384x288 crops, this code makes "
                                                         "256x192 crops.*--overwrite"),
-            ("version_2", {"version": 2}, "store version 2, this code reads version 3")):
+            ("version_2", {"version": 2}, "store version 2, this code reads version 4; rebuild "
+                                          "it with `python H36M-Toolbox/prepare_store.py --root "
+                                          ".* --out %s --format raw .*--overwrite`"
+                                          % (tmp_path / "version_2")),
+            ("version_3", {"version": 3}, r"store version 3, this code reads version 4 \(stores "
+                                          r"before version 4 keep no checksum per crop\); "
+                                          "rebuild it with `python H36M-Toolbox/prepare_store.py "
+                                          "--root .* --out %s --format raw --source images "
+                                          "--splits val train --overwrite`"
+                                          % (tmp_path / "version_3"))):
         os.makedirs(tmp_path / name)
         with open(tmp_path / name / "manifest.json", "w") as f:
             json.dump(dict(manifest, **change), f)
@@ -288,7 +297,7 @@ def test_builder_refuses_changed_labels_and_missing_files(synthetic_h36m, stores
 
 def test_verify_reports_complete_store(stores):
     result = run_toolbox("prepare_store.py", "--out", stores["jpeg"], "--verify")
-    assert "train: 96 frames, complete and readable" in result.stdout
+    assert "train: 96 frames, complete, readable and matching their checksums" in result.stdout
 
 
 def test_torn_split_file_and_corrupt_crop_name_the_file_and_row(stores, tmp_path):
@@ -336,7 +345,7 @@ def test_a_truncated_frame_stops_the_build_naming_it_and_its_record(synthetic_h3
     assert "truncated JPEG" in last and "record 5 of the labels" in last
 
 
-def test_verify_finds_a_truncated_stored_crop(stores, tmp_path):
+def test_verify_finds_a_stored_crop_cut_short(stores, tmp_path):
     import shutil
     import h5py
     damaged = str(tmp_path / "damaged")
@@ -347,4 +356,46 @@ def test_verify_finds_a_truncated_stored_crop(stores, tmp_path):
     result = subprocess.run([sys.executable, os.path.join(TOOLBOX_DIR, "prepare_store.py"),
                              "--out", damaged, "--verify"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "train.h5 row 7" in result.stderr and "truncated JPEG" in result.stderr
+    assert "train.h5 row 7" in result.stderr and "do not match the CRC32" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "raw"])
+def test_a_flipped_bit_in_a_stored_crop_is_found_on_read_and_by_verify(stores, tmp_path, fmt):
+    import shutil
+    import zlib
+    import h5py
+    damaged = str(tmp_path / "damaged")
+    shutil.copytree(stores[fmt], damaged)
+    dataset = Human36MStoreDataset(damaged, "val")
+    crops = [dataset.load_crop(i) for i in range(len(dataset))]
+    del dataset  # its file closed
+    with h5py.File(os.path.join(damaged, "val.h5"), "r+") as f:
+        # the checksums are those of the stored bytes (independently recomputed here)
+        for row in range(len(crops)):
+            stored = (f["frames"][row] if fmt == "raw" else f["frames"][
+                f["frame_offset"][row]:f["frame_offset"][row] + f["frame_size"][row]])
+            assert f["frame_crc32"][row] == zlib.crc32(stored.tobytes())
+        if fmt == "raw":
+            f["frames"][5, 100, 50, 1] ^= 4
+        else:   # a bit of the entropy-coded data: libjpeg decodes this crop without a warning
+            f["frames"][f["frame_offset"][5] + f["frame_size"][5] // 2] ^= 4
+    dataset = Human36MStoreDataset(damaged, "val")
+    assert np.array_equal(dataset.load_crop(4), crops[4])
+    with pytest.raises(StoreError) as error:
+        dataset.load_crop(5)
+    assert str(error.value) == (
+        "%s row 5 (%s): the stored crop is damaged (its bytes do not match the CRC32 recorded "
+        "when it was built); check the store with `python H36M-Toolbox/prepare_store.py --out %s "
+        "--verify` and rebuild the split with `%s`"
+        % (os.path.join(damaged, "val.h5"), dataset.describe(5), damaged,
+           dataset.rebuild_command))
+    assert dataset.rebuild_command.endswith(
+        "--out %s --format %s --source images%s --splits val --overwrite"
+        % (damaged, fmt, " --quality 95 --chroma 420" if fmt == "jpeg" else ""))
+    unchecked = Human36MStoreDataset(damaged, "val", check_crops=False)
+    if fmt == "raw":  # what a read without the check returns: the damaged crop
+        assert np.count_nonzero(unchecked.load_crop(5) != crops[5]) == 1
+    else:
+        assert unchecked.load_crop(5).shape == crops[5].shape
+    with pytest.raises(StoreError, match=r"val\.h5 row 5 .*do not match the CRC32"):
+        prepare_store.main(["--out", damaged, "--verify"])

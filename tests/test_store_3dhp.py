@@ -162,8 +162,8 @@ def test_a_missing_crop_is_one_line_naming_it_exit_2(release, tmp_path):
 def test_verify_and_the_other_datasets_store_refused(store_path, tmp_path):
     result = builder("--out", store_path, "--verify")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "train: 32 frames, complete and readable" in result.stdout
-    assert "val: 11 frames, complete and readable" in result.stdout
+    assert "train: 32 frames, complete, readable and matching their checksums" in result.stdout
+    assert "val: 11 frames, complete, readable and matching their checksums" in result.stdout
     with pytest.raises(StoreError, match="holds mpi_inf_3dhp frames, not human36m"):
         Human36MStoreDataset(store_path, "val")
     other = str(tmp_path / "h36m")

@@ -37,10 +37,15 @@ A store folder:
                       jpeg: (total bytes,) uint8, the crops' JPEG files one after another
     frame_offset      jpeg only: (N,) int64, where row i's JPEG starts in `frames`
     frame_size        jpeg only: (N,) int64, its length in bytes
+    frame_crc32       (N,) uint32, CRC32 (zlib.crc32) of row i's stored crop as the builder made
+                      it (jpeg: its JPEG file; raw: its (256, 192, 3) array, C order): checked on
+                      every read and by --verify, so a flipped bit in the file is an error naming
+                      the row (a cost of ~2% of a JPEG sample, bench/RESULTS.md)
 """
 import json
 import os
 import shlex
+import zlib
 
 import h5py
 import numpy as np
@@ -51,8 +56,9 @@ from mvn.datasets.labelled_crops import LabelledCropDataset
 from mvn.images import FRAME_READ_FLAGS, decode_image
 
 # 2: crops from the float64 label centre and scale; a label record column. 3: the manifest
-# always names its dataset and records the crop shape.
-STORE_VERSION = 3
+# always names its dataset and records the crop shape. 4: a CRC32 per crop (frame_crc32).
+STORE_VERSION = 4
+VERSION_CHANGES = {3: "stores before version 4 keep no checksum per crop"}
 MANIFEST_NAME = "manifest.json"
 SPLIT_FILES = {"train": "train.h5", "val": "val.h5"}
 FORMATS = ("jpeg", "raw")
@@ -86,9 +92,13 @@ def read_manifest(store_path, dataset, command):
         raise StoreError("%s is not a store manifest (%s); rebuild the store with `%s --out %s "
                          "--overwrite`" % (path, error, command, store_path)) from None
     if manifest.get("version") != STORE_VERSION:
-        raise StoreError("%s: store version %r, this code reads version %d; rebuild it with "
-                         "`%s --out %s --overwrite`" % (path, manifest.get("version"),
-                                                       STORE_VERSION, command, store_path))
+        rebuild = ("%s --out %s --overwrite" % (command, store_path)
+                   if not isinstance(manifest.get("command"), str) or not manifest["command"]
+                   else command_for(store_path, manifest, overwrite=True))
+        why = VERSION_CHANGES.get(manifest.get("version"))
+        raise StoreError("%s: store version %r, this code reads version %d%s; rebuild it with "
+                         "`%s`" % (path, manifest.get("version"), STORE_VERSION,
+                                   " (%s)" % why if why else "", rebuild))
     held = manifest.get("dataset")
     if held is None:
         raise StoreError("%s names no dataset: not a manifest this code wrote; rebuild the store "
@@ -140,6 +150,22 @@ def command_for(store_path, manifest, overwrite=False):
     return " ".join(shlex.quote(p) for p in parts + (["--overwrite"] if overwrite else []))
 
 
+def rebuild_split_command(store_path, manifest, split):
+    """The manifest's build command that builds only `split` of the store at `store_path` again
+    (`--splits SPLIT --overwrite`: a builder's --overwrite starts over only the splits it is
+    given, so the advice for a damaged split never deletes an intact one)."""
+    parts = shlex.split(command_for(store_path, manifest))
+    if "--splits" in parts:
+        first = parts.index("--splits") + 1
+        last = first
+        while last < len(parts) and not parts[last].startswith("--"):
+            last += 1
+        parts[first:last] = [split]
+    else:
+        parts += ["--splits", split]
+    return " ".join(shlex.quote(p) for p in parts + ["--overwrite"])
+
+
 def unfinished_chunks(split_entry):
     """Names of the chunks (sequences) of a manifest split entry that are not written yet."""
     return [chunk["name"] for chunk in split_entry["chunks"] if not chunk["done"]]
@@ -186,17 +212,29 @@ def read_label_columns(group, kind):
 # ----------------------------------------------------------------------------------------------
 # Frames
 
-def decode_jpeg(data, where, store_path, command):
-    """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR, checked (mvn.images: a truncated crop is
-    an error, not a grey one), decoded as the pkl path reads a file; `where` names the row in
-    errors, `command` the store's builder."""
+def damaged_crop(where, problem, store_path, command, rebuild):
+    """The StoreError of a stored crop that is damaged: `where` names the row, `command` the
+    store's builder, `rebuild` the command that builds its split again."""
+    return StoreError("%s: the stored crop is damaged (%s); check the store with `%s --out %s "
+                      "--verify` and rebuild the split with `%s`"
+                      % (where, problem, command, store_path, rebuild))
+
+
+def crop_crc32(crop):
+    """CRC32 of a stored crop: a JPEG's (n,) uint8 bytes, or a raw (256, 192, 3) uint8 array."""
+    return zlib.crc32(np.ascontiguousarray(crop))
+
+
+def decode_jpeg(data, where, store_path, command, rebuild):
+    """(bytes,) uint8 JPEG -> (256, 192, 3) uint8 BGR, checked (mvn.images: a truncated crop or
+    one libjpeg calls corrupt is an error, not a grey one), decoded as the pkl path reads a file;
+    `where` names the row in errors, `command` the store's builder, `rebuild` the command that
+    builds the row's split again."""
     image, problem = decode_image(data, FRAME_READ_FLAGS)
     if image is not None and image.shape != CROP_SHAPE:
         problem = "a %dx%d image, not a %dx%d crop" % (image.shape[:2] + CROP_SHAPE[:2])
     if problem is not None:
-        raise StoreError("%s: the stored crop is damaged (%s); check the store with `%s "
-                         "--out %s --verify` and rebuild it with --overwrite"
-                         % (where, problem, command, store_path))
+        raise damaged_crop(where, problem, store_path, command, rebuild)
     return image
 
 
@@ -212,11 +250,15 @@ class StoreDataset(LabelledCropDataset):
     LABELS = None
     BUILD_COMMAND = None
 
-    def __init__(self, store_path, split, frame_stride=1):
+    def __init__(self, store_path, split, frame_stride=1, check_crops=True):
+        """`check_crops`: compare each crop read with its CRC32 (False: only to measure what the
+        check costs, bench/bench_data.py)."""
         manifest = read_manifest(store_path, self.DATASET, self.BUILD_COMMAND)
         entry = check_split(manifest, split, store_path)
         self.store_path = store_path
         self.split = split
+        self.check_crops = check_crops
+        self.rebuild_command = rebuild_split_command(store_path, manifest, split)
         self.format = manifest["format"]
         self.path = os.path.join(store_path, entry["file"])
         if not os.path.isfile(self.path):
@@ -225,6 +267,7 @@ class StoreDataset(LabelledCropDataset):
         try:
             with h5py.File(self.path, "r") as f:
                 columns = read_label_columns(f["labels"], self.LABELS)
+                self.frame_crc32 = f["frame_crc32"][()]        # (N,) uint32
                 if self.format == "jpeg":
                     self.frame_offset = f["frame_offset"][()]  # (N,) int64
                     self.frame_size = f["frame_size"][()]      # (N,) int64
@@ -253,15 +296,26 @@ class StoreDataset(LabelledCropDataset):
         return self._frames_dataset
 
     def load_crop(self, index):
-        """(256, 192, 3) uint8 BGR crop of sample `index`."""
+        """(256, 192, 3) uint8 BGR crop of sample `index`, checked against its CRC32."""
         row = self.rows[index]
         frames = self._frames()
         if self.format == "raw":
-            return frames[row]
-        start = self.frame_offset[row]
-        return decode_jpeg(frames[start:start + self.frame_size[row]],
-                           "%s row %d (%s)" % (self.path, row, self.describe(index)),
-                           self.store_path, self.BUILD_COMMAND)
+            crop = frames[row]
+        else:
+            start = self.frame_offset[row]
+            crop = frames[start:start + self.frame_size[row]]
+        if self.check_crops and crop_crc32(crop) != self.frame_crc32[row]:
+            raise damaged_crop(self.where(index), "its bytes do not match the CRC32 recorded "
+                               "when it was built", self.store_path, self.BUILD_COMMAND,
+                               self.rebuild_command)
+        if self.format == "raw":
+            return crop
+        return decode_jpeg(crop, self.where(index), self.store_path, self.BUILD_COMMAND,
+                           self.rebuild_command)
+
+    def where(self, index):
+        """Sample `index`'s row in the split file, in words (for errors)."""
+        return "%s row %d (%s)" % (self.path, self.rows[index], self.describe(index))
 
     def describe(self, index):
         """Sample `index` in words, for errors."""

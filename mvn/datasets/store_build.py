@@ -104,10 +104,12 @@ def building(out, overwrite, script):
 # The split files
 
 def create_split_file(path, columns, fmt):
-    """A split's HDF5 file: the label columns (a labels dataclass), and room for the frames."""
+    """A split's HDF5 file: the label columns (a labels dataclass), and room for the frames and
+    their checksums."""
     rows = len(columns)
     with h5py.File(path, "w") as f:
         store.write_label_columns(f.create_group("labels"), columns)
+        f.create_dataset("frame_crc32", (rows,), np.uint32)
         if fmt == "raw":
             # Contiguous and allocated now (never filled): writing a chunk's crops then touches
             # no HDF5 metadata, so a build killed mid-write leaves a readable file.
@@ -165,11 +167,22 @@ def split_entry(out, manifest, split, labels_info, columns, runs):
     return entry
 
 
+def jpeg_payload(encoded):
+    """A chunk's JPEG files (a list of bytes or (n,) uint8 arrays, in row order) -> the payload
+    append_jpegs takes: (sizes (n,) int64, data (total,) uint8, CRC32s (n,) uint32), the
+    checksums made where the crops are made."""
+    sizes = np.array([len(e) for e in encoded], dtype=np.int64)
+    crcs = np.array([store.crop_crc32(np.frombuffer(e, np.uint8)) for e in encoded], np.uint32)
+    data = np.frombuffer(b"".join(bytes(e) for e in encoded), dtype=np.uint8)
+    return sizes, data, crcs
+
+
 def append_jpegs(f, entry, chunk, payload):
-    """Append a finished chunk's JPEG files, payload (sizes (n,) int64, data (total,) uint8),
-    to the split file `f` as rows chunk['start']:['stop']."""
-    sizes, data = payload
+    """Append a finished chunk's JPEG files, payload (jpeg_payload), to the split file `f` as
+    rows chunk['start']:['stop']."""
+    sizes, data, crcs = payload
     start, stop = chunk["start"], chunk["stop"]
+    f["frame_crc32"][start:stop] = crcs
     offset = entry["bytes"]
     f["frames"].resize((offset + len(data),))
     f["frames"][offset:] = data
@@ -226,8 +239,8 @@ def report(out, manifest, frames_written, seconds):
 
 def verify(out, dataset_class):
     """Check the store of `dataset_class` (a store.StoreDataset) at `out`: its manifest, each
-    split's label file (where it still is) unchanged, every stored crop decodable; StoreError
-    naming what is wrong."""
+    split's label file (where it still is) unchanged, every stored crop matching its CRC32 and
+    decodable; StoreError naming what is wrong."""
     manifest = store.read_manifest(out, dataset_class.DATASET, dataset_class.BUILD_COMMAND)
     for split, entry in manifest["splits"].items():
         labels = entry["labels"]["path"]
@@ -242,4 +255,5 @@ def verify(out, dataset_class):
         except OSError as error:
             raise StoreError("%s: %s; rebuild the store with `%s`"
                              % (out, error, store.command_for(out, manifest, True))) from None
-        print("%s: %d frames, complete and readable" % (split, len(dataset)))
+        print("%s: %d frames, complete, readable and matching their checksums"
+              % (split, len(dataset)))
