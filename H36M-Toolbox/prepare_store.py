@@ -234,6 +234,12 @@ def start_or_resume(build, source):
     started = (manifest["format"], manifest["jpeg_quality"], manifest["jpeg_chroma"],
                manifest["source"])
     if started != (build.format, quality, chroma, source):
+        if build.overwrite:  # only the splits given were removed: the others keep their options
+            raise tb.ToolboxError(
+                "the store at %s keeps its split(s) %s, built with --format %s --quality %s "
+                "--chroma %s --source %s: use those options, or rebuild every split with "
+                "--splits %s --overwrite" % ((build.out, " ".join(manifest["splits"])) + started
+                                             + (" ".join(h36m.LABEL_FILES),)))
         raise tb.ToolboxError("the store at %s was started with --format %s --quality %s "
                               "--chroma %s --source %s: rerun with those options to continue "
                               "it, or add --overwrite to start it over" % ((build.out,) + started))
@@ -275,7 +281,7 @@ def plan_split(build, manifest, split, source):
 def prepare_store(build):
     """Build (or continue) the store under its lock; returns the manifest."""
     source = resolve_source(build.source, build.images)
-    with store_build.building(build.out, build.overwrite, "prepare_store.py"):
+    with store_build.building(build.out, build.overwrite, "prepare_store.py", build.splits):
         manifest = start_or_resume(build, source)
         jobs = []
         for split in build.splits:

@@ -153,7 +153,8 @@ def start_or_resume(build):
 
 def prepare_store(build):
     """Build (or continue) the store under its lock; returns the manifest."""
-    with store_build.building(build.out, build.overwrite, os.path.basename(SCRIPT)):
+    with store_build.building(build.out, build.overwrite, os.path.basename(SCRIPT),
+                              build.splits):
         manifest = start_or_resume(build)
         jobs = []
         for split in build.splits:

@@ -9,9 +9,12 @@ On the same machine and data, in one run:
      (measured at --reference-label-rows, extrapolated linearly: a 1.5M-row list needs ~12 GB)
      and the store's label columns; the time to validate them (every record's values, ids and
      image path, as loading does);
-  4. the integrity check of a frame (mvn.images: end-of-image marker) per sample, against the
-     decode it guards and against a store sample.
-The last line is `store/reference samples/s ratio: X` (first store, 1 worker).
+  4. the integrity check of a frame (mvn.images: end-of-image marker, libjpeg's warnings caught
+     during the decode) per sample, against the decode it guards and against a store sample;
+  5. the stores' CRC32 check of each crop read: every store is measured with it (as it is read)
+     and without it (`check_crops=False`), side by side.
+The last lines are the store/reference ratio without the CRC check and then
+`store/reference samples/s ratio: X` (first store as it is read, with the check; 1 worker).
 
   python bench/bench_data.py --root /tmp/h36m_bench --stores /tmp/h36m_bench/store_jpeg \
       /tmp/h36m_bench/store_raw [--split train] [--workers 2] [--seconds 4]
@@ -34,7 +37,7 @@ from mvn.human36m import facts as h36m
 from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
 from mvn.datasets import store as store_module
 from mvn.human36m.labels import LabelColumns, find_bad_records
-from mvn.images import image_problem
+from mvn.images import FRAME_READ_FLAGS, decode_jpeg_checked, image_problem
 from mvn.errors import run_main
 
 MB = 1 << 20
@@ -106,9 +109,25 @@ def synthetic_columns(rows, seed=0):
         record=np.arange(rows, dtype=np.int64))
 
 
+def capture_overhead_us(repeats=2000):
+    """Microseconds mvn.images.decode_jpeg_checked adds to a decode (catching libjpeg's
+    warnings: a lock and five system calls), measured on an 8x8 JPEG whose decode is short, so
+    the difference is the fixed cost (the best of 3 rounds each, against the shared machine)."""
+    tiny = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1]
+    rounds = {"plain": [], "checked": []}
+    for _ in range(3):
+        for name, decode in (("plain", cv2.imdecode), ("checked", decode_jpeg_checked)):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                decode(tiny, FRAME_READ_FLAGS)
+            rounds[name].append((time.perf_counter() - start) / repeats * 1e6)
+    return max(0.0, min(rounds["checked"]) - min(rounds["plain"]))
+
+
 def image_check_costs(dataset, samples):
-    """(microseconds per frame of mvn.images.image_problem, of cv2.imdecode) over the frame
-    files of `dataset` (a Human36MDataset), read into memory first."""
+    """(microseconds per frame of the integrity check -- mvn.images.image_problem and catching
+    libjpeg's warnings --, of cv2.imdecode) over the frame files of `dataset` (a
+    Human36MDataset), read into memory first."""
     paths = [os.path.join(dataset.images_root, dataset.labels.image[i].decode())
              for i in range(min(samples, len(dataset)))]
     data = [np.fromfile(path, dtype=np.uint8) for path in paths]
@@ -121,7 +140,24 @@ def image_check_costs(dataset, samples):
     for encoded in data:
         cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     decode_us = (time.perf_counter() - start) / len(data) * 1e6
-    return check_us, decode_us
+    return check_us + capture_overhead_us(), decode_us
+
+
+def crc_check_us(dataset, samples, repeats=20):
+    """Microseconds of the CRC32 check of one stored crop of `dataset` (a StoreDataset): the
+    checksum of the bytes a read returns, over `samples` rows read into memory first."""
+    frames = dataset._frames()
+    rows = dataset.rows[:samples]
+    if dataset.format == "raw":
+        crops = [frames[row] for row in rows]
+    else:
+        crops = [frames[dataset.frame_offset[r]:dataset.frame_offset[r] + dataset.frame_size[r]]
+                 for r in rows]
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for row, crop in zip(rows, crops):
+            store_module.crop_crc32(crop) != dataset.frame_crc32[row]
+    return (time.perf_counter() - start) / (repeats * len(crops)) * 1e6
 
 
 def write_reference_pickle(columns, path):
@@ -243,9 +279,12 @@ def run(args):
     reference = Human36MDataset(os.path.join(args.root, "images"),
                                 os.path.join(args.root, h36m.LABEL_FILES[args.split]))
     datasets = [("reference (pkl + JPEG + warp)", reference)]
-    for path in args.stores:
+    for path in args.stores:  # each store as it is read, then without its CRC check
         dataset = Human36MStoreDataset(path, args.split)
-        datasets.append(("store %s (%s)" % (dataset.format, os.path.basename(path)), dataset))
+        name = "store %s (%s)" % (dataset.format, os.path.basename(path))
+        datasets.append((name, dataset))
+        datasets.append((name + " no CRC", Human36MStoreDataset(path, args.split,
+                                                                 check_crops=False)))
     print("machine: %d CPU cores, load average %s; %d frames of the %s split of %s"
           % (os.cpu_count(), " ".join("%.1f" % v for v in os.getloadavg()), len(reference),
              args.split, args.root))
@@ -260,11 +299,11 @@ def run(args):
         rows.append((name, ms, one, many, per_byte))
         print("  measured %s" % name, flush=True)
     base = rows[0]
-    print("\n%-34s %10s %14s %14s %12s %10s %10s"
+    print("\n%-42s %10s %14s %14s %12s %10s %10s"
           % ("samples", "ms/sample", "1 worker/s", "%d workers/s" % args.workers,
              "KB/frame", "x speed", "x bytes"))
     for name, ms, one, many, per_byte in rows:
-        print("%-34s %10.3f %14.1f %14.1f %12.1f %10.2f %10.3f"
+        print("%-42s %10.3f %14.1f %14.1f %12.1f %10.2f %10.3f"
               % (name, ms, one, many, per_byte / 1000, one / base[2], per_byte / base[4]))
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
@@ -307,9 +346,14 @@ def run(args):
                                      decode_us / 1000, 100 * check_us / (store_ms * 1000),
                                      rows[1][0], store_ms))
 
-    ratio = rows[1][2] / base[2]
+    for (name, ms, *_), (_, dataset) in zip(rows[1::2], datasets[1::2]):  # the checked rows
+        crc_us = crc_check_us(dataset, args.samples)
+        print("crop CRC32 check, %s: %.1f us per crop, %.2f%% of its sample (%.3f ms)"
+              % (name, crc_us, 100 * crc_us / (ms * 1000), ms))
+
     print("\n(%s vs %s, 1 worker each)" % (rows[1][0], base[0]))
-    print("store/reference samples/s ratio: %.1f" % ratio)
+    print("store/reference samples/s ratio without the CRC check: %.1f" % (rows[2][2] / base[2]))
+    print("store/reference samples/s ratio: %.1f" % (rows[1][2] / base[2]))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ DataLoader workers, and `dataset.format: store` through build_dataset."""
 import json
 import os
 import pickle
+import re
 import shlex
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader
 from conftest import REPO_ROOT, run_toolbox
 from mvn.config import load_config
 from mvn.benchmarks import build_dataset
-from mvn.datasets.store import StoreError
+from mvn.datasets.store import StoreError, command_for
 from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
 from mvn.human36m.labels import LabelColumns
 
@@ -399,3 +400,68 @@ def test_a_flipped_bit_in_a_stored_crop_is_found_on_read_and_by_verify(stores, t
         assert unchecked.load_crop(5).shape == crops[5].shape
     with pytest.raises(StoreError, match=r"val\.h5 row 5 .*do not match the CRC32"):
         prepare_store.main(["--out", damaged, "--verify"])
+
+
+def test_a_damaged_split_is_rebuilt_by_the_advised_command_keeping_the_intact_one(stores,
+                                                                                 tmp_path):
+    import shutil
+    out = str(tmp_path / "store")
+    shutil.copytree(stores["jpeg"], out)
+    train_before = open(os.path.join(out, "train.h5"), "rb").read()
+    manifest = read_json(os.path.join(out, "manifest.json"))
+    manifest["splits"]["val"]["chunks"][-1]["done"] = False   # a rerun will continue 'val'
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with open(os.path.join(out, "val.h5"), "r+b") as f:
+        f.truncate(100)                                         # ... whose file is torn
+    with pytest.raises(StoreError) as error:
+        prepare_store.main(shlex.split(command_for(out, manifest))[2:] + ["--workers", "1"])
+    advice = re.search(r"build this split again with `(.+)`$", str(error.value)).group(1)
+    assert str(error.value).startswith("%s is damaged: unreadable" % os.path.join(out, "val.h5"))
+    parts = shlex.split(advice)
+    assert parts[:2] == ["python", "H36M-Toolbox/prepare_store.py"]
+    assert parts[parts.index("--splits") + 1:parts.index("--splits") + 2] == ["val"]
+    assert parts[-1] == "--overwrite" and parts[parts.index("--out") + 1] == out
+    prepare_store.main(parts[2:] + ["--workers", "1"])
+    assert open(os.path.join(out, "train.h5"), "rb").read() == train_before  # never touched
+    manifest = read_json(os.path.join(out, "manifest.json"))
+    assert sorted(manifest["splits"]) == ["train", "val"]
+    assert all(entry["complete"] for entry in manifest["splits"].values())
+    fresh, built = Human36MStoreDataset(out, "val"), Human36MStoreDataset(stores["jpeg"], "val")
+    assert all(np.array_equal(fresh.load_crop(i), built.load_crop(i)) for i in range(len(fresh)))
+    Human36MStoreDataset(out, "train").load_crop(0)
+
+
+def test_a_full_disk_during_a_build_is_one_line_and_a_rerun_completes(synthetic_h36m, tmp_path,
+                                                                      monkeypatch, capsys):
+    from mvn.datasets import store_build
+    from mvn.toolbox import run_script
+    out = str(tmp_path / "store")
+    append = store_build.append_jpegs
+    calls = []
+
+    def append_then_disk_full(f, entry, chunk, payload):
+        calls.append(chunk["name"])
+        if len(calls) == 3:  # the third chunk: its bytes half written, then ENOSPC
+            sizes, data, crcs = payload
+            f["frames"].resize((entry["bytes"] + len(data) // 2,))
+            raise OSError(28, "No space left on device")
+        return append(f, entry, chunk, payload)
+
+    monkeypatch.setattr(store_build, "append_jpegs", append_then_disk_full)
+    argv = ["--root", synthetic_h36m, "--out", out, "--splits", "val", "--source", "images",
+            "--workers", "1"]
+    with pytest.raises(SystemExit) as exit_status:
+        run_script(prepare_store.main, argv)
+    assert exit_status.value.code == 2
+    lines = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()
+    manifest = read_json(os.path.join(out, "manifest.json"))
+    assert lines[-1] == (
+        "error: writing the store at %s failed: [Errno 28] No space left on device; the chunks "
+        "marked done are kept: free disk space and run `%s` to continue (a split file this left "
+        "unreadable is named then, with the command that builds that split again)"
+        % (out, manifest["command"]))
+    assert [c["done"] for c in manifest["splits"]["val"]["chunks"]][:3] == [True, True, False]
+    monkeypatch.setattr(store_build, "append_jpegs", append)
+    prepare_store.main(shlex.split(manifest["command"])[2:] + ["--workers", "1"])
+    store_build.verify(out, Human36MStoreDataset)

@@ -262,8 +262,8 @@ class StoreDataset(LabelledCropDataset):
         self.format = manifest["format"]
         self.path = os.path.join(store_path, entry["file"])
         if not os.path.isfile(self.path):
-            raise StoreError("%s is missing although the manifest lists it; rebuild the store "
-                             "with `%s`" % (self.path, command_for(store_path, manifest, True)))
+            raise StoreError("%s is missing although the manifest lists it; rebuild the split "
+                             "with `%s`" % (self.path, self.rebuild_command))
         try:
             with h5py.File(self.path, "r") as f:
                 columns = read_label_columns(f["labels"], self.LABELS)
@@ -272,12 +272,12 @@ class StoreDataset(LabelledCropDataset):
                     self.frame_offset = f["frame_offset"][()]  # (N,) int64
                     self.frame_size = f["frame_size"][()]      # (N,) int64
         except (OSError, KeyError) as error:  # not HDF5, torn by a kill, or a dataset missing
-            raise StoreError("cannot read %s (%s); rebuild the store with `%s`"
-                             % (self.path, error, command_for(store_path, manifest, True))) from None
+            raise StoreError("cannot read %s (%s); rebuild the split with `%s`"
+                             % (self.path, error, self.rebuild_command)) from None
         if len(columns) != entry["rows"]:
-            raise StoreError("%s holds %d label rows but its manifest says %d; rebuild the store "
+            raise StoreError("%s holds %d label rows but its manifest says %d; rebuild the split "
                              "with `%s`" % (self.path, len(columns), entry["rows"],
-                                            command_for(store_path, manifest, True)))
+                                            self.rebuild_command))
         self.rows = np.arange(0, len(columns), frame_stride)  # store row of each sample
         self.labels = columns.subset(self.rows) if frame_stride > 1 else columns
         self._file, self._frames_dataset, self._pid = None, None, None

@@ -8,9 +8,11 @@ crops, and each finished chunk is written and flushed before the manifest marks 
 build that was interrupted continues where it stopped when run again.
 """
 import contextlib
+import errno
 import fcntl
 import glob
 import hashlib
+import json
 import os
 import time
 
@@ -45,9 +47,10 @@ def labels_change(manifest, split, info):
         info["path"], split)
 
 
-def start_over_command(out, manifest):
-    """The manifest's build command that starts the store at `out` over (--overwrite)."""
-    return store.command_for(out, manifest, overwrite=True)
+def start_over_command(out, manifest, split):
+    """The manifest's build command that builds `split` of the store at `out` again (--splits
+    SPLIT --overwrite: its other splits are kept)."""
+    return store.rebuild_split_command(out, manifest, split)
 
 
 def add_build_arguments(parser):
@@ -55,7 +58,8 @@ def add_build_arguments(parser):
     --overwrite, --verify."""
     parser.add_argument("--max-chunks", type=int,
                         help="stop after this many chunks (build a big store in several runs)")
-    parser.add_argument("--overwrite", action="store_true", help="start the store over")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start the splits given by --splits over (the others are kept)")
     parser.add_argument("--verify", action="store_true",
                         help="only check that the store at --out is complete and readable")
 
@@ -80,20 +84,35 @@ def build_lock(out, script):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def remove_store(out):
-    for name in [store.MANIFEST_NAME] + list(store.SPLIT_FILES.values()):
+def remove_splits(out, splits):
+    """--overwrite: the files of `splits` and their manifest entries removed, the other splits
+    kept; the whole store (manifest included) when no other split is left or the manifest is not
+    one this code reads."""
+    try:
+        with open(store.manifest_path(out)) as f:
+            manifest = json.load(f)
+        kept = {split: entry for split, entry in manifest["splits"].items()
+                if split not in splits} if manifest.get("version") == store.STORE_VERSION else {}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):  # none, or not ours
+        kept = {}
+    removed = splits if kept else list(store.SPLIT_FILES)
+    for name in [store.SPLIT_FILES[split] for split in removed] + (
+            [] if kept else [store.MANIFEST_NAME]):
         if os.path.exists(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
+    if kept:
+        manifest["splits"] = kept
+        store.write_manifest(out, manifest)
 
 
 @contextlib.contextmanager
-def building(out, overwrite, script):
-    """The build's context: `out` made, its lock held; with `overwrite` the store there removed;
-    the temporary files a killed build left behind removed."""
+def building(out, overwrite, script, splits):
+    """The build's context: `out` made, its lock held; with `overwrite` the splits `splits`
+    there removed (remove_splits); the temporary files a killed build left behind removed."""
     os.makedirs(out, exist_ok=True)
     with build_lock(out, script):
         if overwrite:
-            remove_store(out)
+            remove_splits(out, splits)
         for stale in glob.glob(os.path.join(glob.escape(out), ".part-*.npy")) + glob.glob(
                 os.path.join(glob.escape(out), "*.tmp")):
             os.remove(stale)
@@ -125,17 +144,17 @@ def create_split_file(path, columns, fmt):
 
 
 def open_split_file(path, command):
-    """The split file `path`, open for writing; `command` starts the store over."""
+    """The split file `path`, open for writing; `command` builds its split again."""
     try:
         return h5py.File(path, "r+")
     except OSError as error:
-        raise StoreError("cannot open %s (%s): it was torn, perhaps by a kill during a write; "
-                         "start this store over with `%s`" % (path, error, command))
+        raise StoreError("cannot open %s (%s): it was torn, perhaps by a kill during a write or "
+                         "a full disk; build this split again with `%s`" % (path, error, command))
 
 
 def check_split_file(path, entry, fmt, command):
     """A split file that a rerun continues must be whole as far as its manifest says: readable,
-    with its rows, and (jpeg) the bytes written so far. `command` starts the store over."""
+    with its rows, and (jpeg) the bytes written so far. `command` builds its split again."""
     try:
         with h5py.File(path, "r") as f:
             rows = len(f["labels"]["record"])
@@ -149,7 +168,7 @@ def check_split_file(path, entry, fmt, command):
         elif written < entry["bytes"]:
             problem = "%d bytes of crops, the manifest says %d" % (written, entry["bytes"])
     if problem is not None:
-        raise StoreError("%s is damaged: %s; start this store over with `%s`"
+        raise StoreError("%s is damaged: %s; build this split again with `%s`"
                          % (path, problem, command))
 
 
@@ -159,7 +178,8 @@ def split_entry(out, manifest, split, labels_info, columns, runs):
     path = os.path.join(out, store.SPLIT_FILES[split])
     entry = manifest["splits"].get(split)
     if entry is not None and os.path.isfile(path):
-        check_split_file(path, entry, manifest["format"], start_over_command(out, manifest))
+        check_split_file(path, entry, manifest["format"],
+                         start_over_command(out, manifest, split))
         return entry
     create_split_file(path, columns, manifest["format"])
     entry = store.new_split_entry(split, labels_info, len(columns), runs)
@@ -194,10 +214,29 @@ def append_jpegs(f, entry, chunk, payload):
 # ----------------------------------------------------------------------------------------------
 # The build
 
+def write_failed(out, manifest, error):
+    """The StoreError of a write into the store at `out` that failed with the OSError `error`
+    (a full disk, a quota): what is kept and the command that continues the build."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return StoreError("writing the store at %s failed: %s; the chunks marked done are kept: %s "
+                      "and run `%s` to continue (a split file this left unreadable is named then, "
+                      "with the command that builds that split again)"
+                      % (out, error, "free disk space" if full else "fix this", manifest["command"]
+                         or "the same command"))
+
+
 def run_chunks(out, manifest, jobs, work, write, workers, max_chunks, description):
     """Record the manifest as planned, then do `jobs` (the first `max_chunks` of them, if given):
     `work(job)` -> (split, index, payload) in `workers` processes, `write(f, entry, chunk,
-    payload)` into the split file, flushed before the chunk is marked done. Returns the manifest."""
+    payload)` into the split file, flushed before the chunk is marked done. Returns the manifest.
+    A write that fails (a full disk) is a StoreError saying how to continue."""
+    try:
+        return _run_chunks(out, manifest, jobs, work, write, workers, max_chunks, description)
+    except OSError as error:  # raised by a write, a flush or the closing of a split file
+        raise write_failed(out, manifest, error) from None
+
+
+def _run_chunks(out, manifest, jobs, work, write, workers, max_chunks, description):
     store.write_manifest(out, manifest)
     jobs = jobs if max_chunks is None else jobs[:max_chunks]
     start, frames = time.time(), 0
@@ -205,7 +244,8 @@ def run_chunks(out, manifest, jobs, work, write, workers, max_chunks, descriptio
         opened = {}
         for split in dict.fromkeys(job.split for job in jobs):
             opened[split] = files.enter_context(open_split_file(
-                os.path.join(out, store.SPLIT_FILES[split]), start_over_command(out, manifest)))
+                os.path.join(out, store.SPLIT_FILES[split]),
+                start_over_command(out, manifest, split)))
             if manifest["format"] == "jpeg":                  # drop a tail a kill left behind
                 opened[split]["frames"].resize((manifest["splits"][split]["bytes"],))
         for split, index, payload in toolbox.parallel_map(work, jobs, workers, description):
@@ -246,14 +286,15 @@ def verify(out, dataset_class):
         labels = entry["labels"]["path"]
         changed = os.path.isfile(labels) and labels_change(manifest, split, file_info(labels))
         if changed:
-            raise StoreError("%s: rebuild the store with `%s`"
-                             % (changed, store.command_for(out, manifest, True)))
+            raise StoreError("%s: rebuild the split with `%s`"
+                             % (changed, store.rebuild_split_command(out, manifest, split)))
         try:
             dataset = dataset_class(out, split)
             for index in range(len(dataset)):
                 dataset.load_crop(index)
         except OSError as error:
-            raise StoreError("%s: %s; rebuild the store with `%s`"
-                             % (out, error, store.command_for(out, manifest, True))) from None
+            raise StoreError("%s: %s; rebuild the split with `%s`"
+                             % (out, error, store.rebuild_split_command(out, manifest, split))
+                             ) from None
         print("%s: %d frames, complete, readable and matching their checksums"
               % (split, len(dataset)))
