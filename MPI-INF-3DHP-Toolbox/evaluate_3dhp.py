@@ -44,6 +44,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    metrics_3dhp.check_out_folder(args.out)
     result = metrics_3dhp.evaluate_inference_data(args.predictions, args.test_root)
     paths = metrics_3dhp.write_results(result, args.out)
     print(metrics_3dhp.format_results(result))

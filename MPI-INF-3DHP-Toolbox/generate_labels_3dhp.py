@@ -51,13 +51,36 @@ def crop_keypoints(data_2d_px, data_3d_mm, intrinsics_index):
 
 # --- training set ------------------------------------------------------------------------------
 
+def _read(read, path, names, advice):
+    """matfile.read_v5 / read_v73 of `names`; a file that cannot be read is a ToolboxError
+    ending with `advice`."""
+    try:
+        return read(path, names)
+    except matfile.MatFileError as error:
+        raise tb.ToolboxError("%s; %s" % (error, advice)) from None
+
+
+def check_finite(poses, path, variable, what, advice):
+    """Refuse annotations (F, 17, C) with a NaN or inf: they would make NaN boxes, crops and
+    labels. `what` names the sequence (and camera)."""
+    bad = np.flatnonzero(~np.isfinite(poses.reshape(len(poses), -1)).all(1))
+    if len(bad):
+        raise tb.ToolboxError("%s: %s of %s is not finite (NaN or inf) in %d frame(s), the first "
+                              "frame %d (1-based); %s" % (path, variable, what, len(bad),
+                                                          bad[0] + 1, advice))
+
+
 def _camera_cell(cells, camera, width, path, variable):
     """The (rows, width) matrix of one camera from a cell array (scipy: (14, 1) objects)."""
     cells = np.asarray(cells, dtype=object)
     if cells.size <= camera:
         raise tb.ToolboxError("%s: %s has %d camera cells, camera %d is needed; download "
                               "annot.mat again" % (path, variable, cells.size, camera))
-    matrix = np.asarray(cells.reshape(-1)[camera])
+    try:
+        matrix = matfile.real_array(cells.reshape(-1)[camera], path,
+                                    "%s of camera %d" % (variable, camera))
+    except matfile.MatFileError as error:
+        raise tb.ToolboxError("%s; download annot.mat again" % error) from None
     if matrix.ndim != 2 or matrix.shape[1] != width:
         raise tb.ToolboxError("%s: %s of camera %d has shape %s, expected (rows, %d); download "
                               "annot.mat again" % (path, variable, camera, matrix.shape, width))
@@ -68,7 +91,8 @@ def label_train_sequence(job):
     """[{camera: {data_2d, data_2d_crop, data_3d}}, fps] of one sequence; runs in a worker."""
     root, subject, sequence, frames, fps, crop_intrinsics = job
     path = os.path.join(root, mpi.annot_path(subject, sequence))
-    data = matfile.read_v5(path, ["cameras", "annot2", "univ_annot3"])
+    data = _read(matfile.read_v5, path, ["cameras", "annot2", "univ_annot3"],
+                 "download annot.mat of this sequence again")
     cameras = np.asarray(data["cameras"]).reshape(-1)
     if len(cameras) <= max(mpi.TRAIN_CAMERAS) or \
             not np.array_equal(cameras, np.arange(len(cameras))):
@@ -87,6 +111,9 @@ def label_train_sequence(job):
                                        frames))
         data_2d = annot2.reshape(len(annot2), mpi.NUM_JOINTS_RAW, 2)[:frames, JOINTS]  # (F, 17, 2)
         data_3d = univ.reshape(len(univ), mpi.NUM_JOINTS_RAW, 3)[:frames, JOINTS]     # (F, 17, 3)
+        what = tb.sequence_label(subject, sequence, camera)
+        for variable, poses in (("annot2", data_2d), ("univ_annot3", data_3d)):
+            check_finite(poses, path, variable, what, "download annot.mat again")
         index = crop_intrinsics_index(position, camera, crop_intrinsics)  # QUIRK Q2 by default
         cameras_dict[str(camera)] = {"data_2d": data_2d,
                                      "data_2d_crop": crop_keypoints(data_2d, data_3d, index),
@@ -111,7 +138,10 @@ def train_jobs(root, crop_intrinsics):
 def _test_poses(array, channels, path, variable):
     """MATLAB (channels, 17, 1, n) -> (n, 17, channels), as the released np.squeeze of h5py's
     (n, 1, 17, channels) gives (kept (n, ...) also when n == 1)."""
-    array = np.asarray(array)
+    try:
+        array = matfile.real_array(array, path, variable)
+    except matfile.MatFileError as error:
+        raise tb.ToolboxError("%s; unzip the test set again" % error) from None
     if array.ndim < 2 or array.shape[0] != channels or array.shape[1] != mpi.NUM_JOINTS:
         raise tb.ToolboxError("%s: %s has MATLAB shape %s, expected (%d, 17, 1, n); is this the "
                               "test set's annot_data.mat?"
@@ -123,7 +153,8 @@ def label_test_sequence(job):
     """{data_2d, data_2d_crop, data_3d, valid, activity} of one test sequence; in a worker."""
     root, name = job
     path = os.path.join(root, mpi.test_annot_path(name))
-    data = matfile.read_v73(path, ["valid_frame", "activity_annotation", "annot2", "univ_annot3"])
+    data = _read(matfile.read_v73, path, ["valid_frame", "activity_annotation", "annot2",
+                                          "univ_annot3"], "unzip the test set again")
     data_2d = _test_poses(data["annot2"], 2, path, "annot2")                       # (n, 17, 2)
     data_3d = _test_poses(data["univ_annot3"], 3, path, "univ_annot3")             # (n, 17, 3)
     valid = np.asarray(data["valid_frame"]).reshape(-1)                            # (n,)
@@ -132,6 +163,8 @@ def label_test_sequence(job):
         raise tb.ToolboxError("%s: annot2, univ_annot3, valid_frame and activity_annotation have "
                               "%d, %d, %d and %d frames; unzip the test set again"
                               % (path, len(data_2d), len(data_3d), len(valid), len(activity)))
+    for variable, poses in (("annot2", data_2d), ("univ_annot3", data_3d)):
+        check_finite(poses, path, variable, name, "unzip the test set again")
     # every frame, valid or not, as the released script
     crop = crop_keypoints(data_2d, data_3d, mpi.sequence_intrinsics_index(name))
     return {"data_2d": data_2d, "data_2d_crop": crop, "data_3d": data_3d, "valid": valid,

@@ -198,3 +198,77 @@ def test_user_errors_are_one_line_with_exit_2(test_set, tmp_path):
                         "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "no variable TS2" in result.stderr and "Traceback" not in result.stderr
+
+
+def weak_predictions(folder, export):
+    """Predictions files that are not what the evaluation reads: name -> (path, the message the
+    evaluation must end with, after 'evaluate_3dhp.py: error: <path>')."""
+    import h5py
+    import pickle
+    files = {}
+    path = str(folder / "empty.mat")
+    open(path, "wb").close()
+    files["empty"] = (path, " is empty (0 bytes), not a MATLAB file; a predictions file holds")
+    path = str(folder / "text.mat")
+    with open(path, "w") as f:
+        f.write("TS1 = [1 2 3]\n")
+    files["text"] = (path, " could not be read as a MATLAB file (MatReadError: ")
+    path = str(folder / "pickle.mat")
+    with open(path, "wb") as f:
+        pickle.dump({"TS1": [1.0]}, f)
+    files["pickle"] = (path, " could not be read as a MATLAB file (")
+    whole = folder / "whole.mat"
+    scipy.io.savemat(str(whole), export)
+    path = str(folder / "truncated_v5.mat")
+    with open(path, "wb") as f:
+        f.write(whole.read_bytes()[:whole.stat().st_size // 2])
+    files["truncated v5"] = (path, " could not be read as a MATLAB file (")
+    v73 = folder / "whole_v73.mat"
+    matfile.write_v73(str(v73), {n: a.astype(np.float64) for n, a in export.items()})
+    path = str(folder / "truncated_v73.mat")
+    with open(path, "wb") as f:
+        f.write(v73.read_bytes()[:v73.stat().st_size // 2])
+    files["truncated v7.3"] = (path, " could not be read as a MATLAB v7.3 file (")
+    path = str(folder / "groups_v73.mat")
+    with h5py.File(path, "w", userblock_size=matfile.HEADER_BYTES) as f:
+        for name in SEQUENCES:
+            f.create_group(name)
+    files["v7.3 groups"] = (path, ": the variable(s) TS1, TS2, TS3, TS4, TS5, TS6 are MATLAB "
+                                  "structs or cells (HDF5 groups), not numeric arrays; a "
+                                  "predictions file holds")
+    path = str(folder / "complex.mat")
+    scipy.io.savemat(path, {n: a + 1j for n, a in export.items()})
+    files["complex"] = (path, ": TS1 holds complex numbers, not real numbers")
+    return files
+
+
+def test_weak_inputs_are_one_line_with_exit_2_in_process(test_set, tmp_path, capsys):
+    sys.path.insert(0, os.path.join(REPO_ROOT, "MPI-INF-3DHP-Toolbox"))
+    import evaluate_3dhp
+    from mvn.errors import run_main
+    root, export, _, _ = test_set
+
+    def evaluate(*argv):
+        status = run_main(lambda: evaluate_3dhp.main(list(argv)), "evaluate_3dhp.py")
+        captured = capsys.readouterr()
+        return status, captured.err.strip().splitlines()
+
+    for kind, (path, message) in weak_predictions(tmp_path, export).items():
+        status, lines = evaluate("--predictions", path, "--test-root", str(root), "--out",
+                                 str(tmp_path / "out"))
+        assert status == 2 and len(lines) == 1, (kind, lines)
+        assert lines[0].startswith("evaluate_3dhp.py: error: %s%s" % (path, message)), kind
+    assert not os.path.exists(tmp_path / "out")
+    # --out that is a file: refused before the evaluation runs
+    (tmp_path / "a_file").write_text("x")
+    status, lines = evaluate("--predictions", str(root / "inference_data.mat"), "--test-root",
+                             str(root), "--out", str(tmp_path / "a_file"))
+    assert status == 2 and lines == [
+        "evaluate_3dhp.py: error: the output folder %s is a file: choose a folder for the result "
+        "tables (created if needed)" % (tmp_path / "a_file")]
+    # a path through a file: the write fails, named
+    status, lines = evaluate("--predictions", str(root / "inference_data.mat"), "--test-root",
+                             str(root), "--out", str(tmp_path / "a_file" / "out"))
+    assert status == 2 and len(lines) == 1
+    assert lines[0].startswith("evaluate_3dhp.py: error: cannot write the results into %s ("
+                               % (tmp_path / "a_file" / "out"))

@@ -45,38 +45,63 @@ def write_v73(path, variables):
         f.write(_v73_header())
 
 
-def read_v73(path, names):
-    """{name: array in MATLAB axis order} for `names` from a v7.3 file (a v5 file is read with
-    SciPy instead, so either kind of file works)."""
+def _check_file(path):
     if not os.path.isfile(path):
         raise MatFileError("%s does not exist" % path)
+    if os.path.getsize(path) == 0:
+        raise MatFileError("%s is empty (0 bytes), not a MATLAB file" % path)
+
+
+def read_v73(path, names):
+    """{name: array in MATLAB axis order} for `names` from a v7.3 file (a v5 file is read with
+    SciPy instead, so either kind of file works). A file that is not a MATLAB file, a truncated
+    one, or a variable that is a struct or cell (an HDF5 group) is a MatFileError."""
+    _check_file(path)
     if not h5py.is_hdf5(path):
         return read_v5(path, names)
-    with h5py.File(path, "r") as f:
-        missing = [n for n in names if n not in f]
-        if missing:
-            raise MatFileError("%s has no variable %s (it has: %s)"
-                               % (path, ", ".join(missing), ", ".join(sorted(f.keys()))))
-        return {n: np.asarray(f[n][()]).T for n in names}
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [n for n in names if n not in f]
+            if missing:
+                raise MatFileError("%s has no variable %s (it has: %s)"
+                                   % (path, ", ".join(missing), ", ".join(sorted(f.keys()))))
+            groups = [n for n in names if not isinstance(f[n], h5py.Dataset)]
+            if groups:
+                raise MatFileError("%s: the variable(s) %s are MATLAB structs or cells (HDF5 "
+                                   "groups), not numeric arrays" % (path, ", ".join(groups)))
+            return {n: np.asarray(f[n][()]).T for n in names}
+    except OSError as error:    # truncated or damaged HDF5: h5py's message names the cause
+        raise MatFileError("%s could not be read as a MATLAB v7.3 file (%s)"
+                           % (path, error)) from None
 
 
 def read_v5(path, names):
     """{name: value} for `names` from a MATLAB v5 file (scipy.io.loadmat; cells are object
     arrays)."""
     import scipy.io
-    if not os.path.isfile(path):
-        raise MatFileError("%s does not exist" % path)
+    _check_file(path)
     try:
         data = scipy.io.loadmat(path)
-    except (ValueError, TypeError, OSError, NotImplementedError) as error:
-        raise MatFileError("%s could not be read as a MATLAB file (%s); download it again"
-                           % (path, error)) from None
+    except Exception as error:  # SciPy's parser on a file that is not MATLAB: many kinds
+        raise MatFileError("%s could not be read as a MATLAB file (%s: %s)"
+                           % (path, type(error).__name__, error)) from None
     missing = [n for n in names if n not in data]
     if missing:
         present = sorted(k for k in data if not k.startswith("__"))
         raise MatFileError("%s has no variable %s (it has: %s)"
                            % (path, ", ".join(missing), ", ".join(present)))
     return {n: data[n] for n in names}
+
+
+def real_array(value, path, name):
+    """`value` as an array of real numbers; a MatFileError naming the file and the variable if
+    it holds complex numbers, text, cells or structs."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        what = {"c": "complex numbers", "O": "cells or structs", "U": "text", "S": "text"}.get(
+            array.dtype.kind, "values of type %s" % array.dtype)
+        raise MatFileError("%s: %s holds %s, not real numbers" % (path, name, what))
+    return array
 
 
 def write_v5(path, variables):

@@ -340,14 +340,27 @@ def results_dict(result):
             "sequence_mean": result.sequence_mean}
 
 
+def check_out_folder(out_folder):
+    """An output folder that exists as something else than a folder is an EvaluationError
+    (checked before the evaluation, so no work is lost)."""
+    if os.path.exists(out_folder) and not os.path.isdir(out_folder):
+        raise EvaluationError("the output folder %s is a file: choose a folder for the result "
+                              "tables (created if needed)" % out_folder)
+
+
 def write_results(result, out_folder):
     """Write the two MATLAB CSV tables and the JSON of everything into `out_folder`; returns
     {'sequencewise', 'activitywise', 'json'} -> path."""
-    os.makedirs(out_folder, exist_ok=True)
+    check_out_folder(out_folder)
     paths = {k: os.path.join(out_folder, v) for k, v in RESULT_FILES.items()}
-    _write_text(paths["sequencewise"], _csv_text(result.sequencewise, "seq_table"))
-    _write_text(paths["activitywise"], _csv_text(result.activitywise, "activity_table"))
-    _write_text(paths["json"], json.dumps(results_dict(result), indent=1) + "\n")
+    try:
+        os.makedirs(out_folder, exist_ok=True)
+        _write_text(paths["sequencewise"], _csv_text(result.sequencewise, "seq_table"))
+        _write_text(paths["activitywise"], _csv_text(result.activitywise, "activity_table"))
+        _write_text(paths["json"], json.dumps(results_dict(result), indent=1) + "\n")
+    except OSError as error:   # a path through a file, no permission, a full disk
+        raise EvaluationError("cannot write the results into %s (%s)" % (out_folder, error)
+                              ) from None
     return paths
 
 
@@ -392,7 +405,10 @@ def save_inference_data(path, predictions_mm):
 def _poses_from_matlab(array, name, path, channels):
     """(channels, 17, 1, n) in MATLAB axis order (or (channels, 17) when n == 1, MATLAB drops
     trailing singletons) -> (n, 17, channels)."""
-    array = np.asarray(array)
+    try:
+        array = matfile.real_array(array, path, name)
+    except matfile.MatFileError as error:
+        raise EvaluationError(str(error)) from None
     if array.ndim < 2 or array.shape[:2] != (channels, NUM_JOINTS) or array.ndim > 4 \
             or (array.ndim == 4 and array.shape[2] != 1):
         raise EvaluationError("%s: %s has shape %s in MATLAB order, expected %dx%dx1xN"
