@@ -91,7 +91,7 @@ def test_bench_data_prints_the_ratio_last(synthetic_h36m, tmp_path, capsys):
     run_toolbox("prepare_store.py", "--root", synthetic_h36m, "--out", store, "--splits", "val",
                 "--source", "images", "--workers", "1")
     bench_data.main(["--root", synthetic_h36m, "--stores", store, "--split", "val",
-                     "--workers", "2", "--seconds", "0.2", "--samples", "5",
+                     "--workers", "2", "--seconds", "0.2", "--samples", "5", "--rounds", "1",
                      "--label-rows", "2000", "--reference-label-rows", "1000",
                      "--tmp", str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
