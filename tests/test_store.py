@@ -465,3 +465,28 @@ def test_a_full_disk_during_a_build_is_one_line_and_a_rerun_completes(synthetic_
     monkeypatch.setattr(store_build, "append_jpegs", append)
     prepare_store.main(shlex.split(manifest["command"])[2:] + ["--workers", "1"])
     store_build.verify(out, Human36MStoreDataset)
+
+
+def test_a_disk_too_full_for_the_next_chunk_stops_before_writing_it(synthetic_h36m, tmp_path,
+                                                                    monkeypatch, capsys):
+    from mvn.datasets import store_build
+    from mvn.toolbox import run_script
+    out = str(tmp_path / "store")
+    free = iter([1 << 40, 1 << 40, 3 << 20])     # bytes free before each chunk: the third fails
+    monkeypatch.setattr(store_build, "free_bytes", lambda path: next(free))
+    with pytest.raises(SystemExit) as exit_status:
+        run_script(prepare_store.main, ["--root", synthetic_h36m, "--out", out, "--splits",
+                                        "val", "--source", "images", "--workers", "1"])
+    assert exit_status.value.code == 2
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    manifest = read_json(os.path.join(out, "manifest.json"))
+    chunks = manifest["splits"]["val"]["chunks"]
+    assert [c["done"] for c in chunks][:3] == [True, True, False]
+    assert re.fullmatch(
+        r"error: not enough free disk space for the store at %s: chunk %s of the 'val' split "
+        r"needs about (\d+\.\d) MB, 3\.1 MB are free; the chunks marked done are kept: free disk "
+        r"space and run `%s` to continue" % (re.escape(out), chunks[2]["name"],
+                                              re.escape(manifest["command"])), last)
+    monkeypatch.setattr(store_build, "free_bytes", lambda path: 1 << 40)
+    prepare_store.main(shlex.split(manifest["command"])[2:] + ["--workers", "1"])
+    store_build.verify(out, Human36MStoreDataset)
