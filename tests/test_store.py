@@ -490,3 +490,21 @@ def test_a_disk_too_full_for_the_next_chunk_stops_before_writing_it(synthetic_h3
     monkeypatch.setattr(store_build, "free_bytes", lambda path: 1 << 40)
     prepare_store.main(shlex.split(manifest["command"])[2:] + ["--workers", "1"])
     store_build.verify(out, Human36MStoreDataset)
+
+
+def test_overwrite_of_one_split_with_other_options_is_refused_keeping_the_store(
+        synthetic_h36m, stores, tmp_path):
+    import shutil
+    out = str(tmp_path / "store")
+    shutil.copytree(stores["raw"], out)
+    before = {name: open(os.path.join(out, name), "rb").read()
+              for name in ("train.h5", "val.h5")}
+    with pytest.raises(h36m_toolbox.ToolboxError) as error:
+        prepare_store.main(["--root", synthetic_h36m, "--out", out, "--splits", "val",
+                            "--overwrite", "--format", "jpeg", "--source", "images"])
+    assert str(error.value) == (
+        "the store at %s keeps its split(s) train, built with --format raw --quality None "
+        "--chroma None --source images: use those options, or rebuild every split with "
+        "--splits train val --overwrite" % out)
+    assert open(os.path.join(out, "train.h5"), "rb").read() == before["train.h5"]
+    assert not os.path.exists(os.path.join(out, "val.h5"))  # the split asked to start over
