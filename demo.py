@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mvn import vis
+from mvn import keypoint_formats, vis
 from mvn.batch import predict_pose, prepare_images
 from mvn.coco import box_from_keypoints, box_to_center_scale, coco_scores_to_h36m, \
     coco_to_h36m, load_coco_detector
@@ -54,8 +54,12 @@ def parse_args(argv=None):
     source.add_argument("--video", help="a video file (written back as MP4)")
     parser.add_argument("--boxes", help="person boxes per frame, x1 y1 x2 y2 pixels (.json/.npz)")
     parser.add_argument("--keypoints",
-                        help="2D joints per frame, Human3.6M 17-joint order, pixels (.json/.npz); "
+                        help="2D joints per frame, pixels (.json/.npz), in --keypoint-format; "
                              "used instead of the COCO heatmap head")
+    parser.add_argument("--keypoint-format", default="h36m", choices=keypoint_formats.FORMATS,
+                        help="the --keypoints file's joints: h36m (17, Human3.6M order), coco "
+                             "(17), halpe26, openpose25 (BODY_25), mediapipe33 (in pixels); "
+                             "converted to Human3.6M's 17 (mvn/keypoint_formats.py)")
     parser.add_argument("--coco-weights",
                         help="HRNet COCO file with the heatmap head final_layer.* (default: "
                              "data/pretrained/<the backbone's published file>)")
@@ -145,17 +149,20 @@ class PictureWriter:
 
 
 class PerFrame:
-    """Boxes (P, 4) or 2D joints (P, 17, 2) per frame, read from a JSON or NPZ file.
+    """Boxes (P, 4) or 2D joints per frame, read from a JSON or NPZ file; joints are given as K
+    keypoints of `keypoint_format` (K = 17 for h36m and coco, 25 openpose25 ...) and returned
+    converted to Human3.6M's (P, 17, 2).
 
     JSON: an object {frame key: entry} or a list with one entry per frame, in order; a key is the
     image file name (with or without its extension) or the 0-based frame index as text; an entry
     is one box / one pose, or a list of them ([] = nobody). NPZ: an array `boxes` (N, 4) or
-    (N, P, 4) (resp. `keypoints` (N, 17, 2) or (N, P, 17, 2); rows of NaN = no person), one per
+    (N, P, 4) (resp. `keypoints` (N, K, 2) or (N, P, K, 2); rows of NaN = no person), one per
     frame in order, or matched by name through an optional `names` (N,) array."""
 
-    def __init__(self, path, kind):
-        self.path, self.kind = path, kind
-        self.shape = (4,) if kind == "boxes" else (17, 2)
+    def __init__(self, path, kind, keypoint_format="h36m"):
+        self.path, self.kind, self.keypoint_format = path, kind, keypoint_format
+        self.shape = ((4,) if kind == "boxes"
+                      else (keypoint_formats.num_keypoints(keypoint_format), 2))
         if not os.path.isfile(path):
             raise DemoError("%s file %s does not exist" % (kind, path))
         if path.lower().endswith(".npz"):
@@ -194,7 +201,7 @@ class PerFrame:
             raise DemoError("%s: the %s of frame '%s' are not numbers"
                             % (self.path, self.kind, name)) from None
         if array.size == 0:
-            return np.zeros((0,) + self.shape)
+            return np.zeros((0,) + self.output_shape)
         if self.kind == "boxes" and array.shape[-1] == 5:     # x1, y1, x2, y2, score
             array = array[..., :4]
         if self.kind == "keypoints" and array.shape[-1] == 3:  # x, y, score
@@ -202,10 +209,19 @@ class PerFrame:
         if array.shape == self.shape:
             array = array[None]
         if array.shape[1:] != self.shape:
+            what = self.kind if self.kind == "boxes" else "%s keypoints" % self.keypoint_format
             raise DemoError("%s: the %s of frame '%s' have shape %s; expected %s or (persons, %s)"
-                            % (self.path, self.kind, name, array.shape, self.shape,
+                            % (self.path, what, name, array.shape, self.shape,
                                ", ".join(map(str, self.shape))))
-        return array[np.isfinite(array).reshape(len(array), -1).all(axis=1)]
+        array = array[np.isfinite(array).reshape(len(array), -1).all(axis=1)]
+        if self.kind == "keypoints":
+            array = keypoint_formats.to_h36m(array, self.keypoint_format)  # (P, 17, 2)
+        return array
+
+    @property
+    def output_shape(self):
+        """What get() returns per person: a box (4,) or Human3.6M's joints (17, 2)."""
+        return (4,) if self.kind == "boxes" else (17, 2)
 
 
 # ----------------------------------------------------------------------------------- model
@@ -388,7 +404,8 @@ def run(args):
                           "--device cpu")
     names, count, fps, frames = list_frames(args)
     boxes = PerFrame(args.boxes, "boxes") if args.boxes else None
-    keypoints = PerFrame(args.keypoints, "keypoints") if args.keypoints else None
+    keypoints = (PerFrame(args.keypoints, "keypoints", args.keypoint_format) if args.keypoints
+                 else None)
     if names is not None:  # images: every frame's entry is checked before any work
         for index, name in enumerate(names):
             for per_frame in (boxes, keypoints):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from mvn import coco
+from mvn import coco, keypoint_formats
 from mvn.config import load_config
 from mvn.human36m.facts import SKELETON
 from mvn.models import build_model
@@ -122,6 +122,36 @@ def test_demo_video_with_given_keypoints(tiny_files, tmp_path):
     np.testing.assert_allclose(poses["keypoints_2d_px"], keypoints)  # used as given
     np.testing.assert_allclose(poses["boxes_px"], coco.box_from_keypoints(np.array(keypoints)))
     assert poses["keypoints_3d_m"].shape == (3, 17, 3) and "keypoints_2d_score" not in poses
+
+
+def test_demo_keypoints_of_another_format_are_converted(tiny_files, tmp_path, capsys):
+    """OpenPose BODY_25 joints with scores, two persons in one frame -> Human3.6M's 17 joints
+    (mvn/keypoint_formats.py, tested against hand-made joints); a file of the wrong format is
+    one line naming it and the expected shape."""
+    demo = load_demo()
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), draw_figure(320, 240, 100, 40, 30))
+    rng = np.random.default_rng(3)
+    body25 = np.concatenate([rng.uniform([40, 20], [280, 220], (2, 25, 2)),
+                             rng.uniform(0.2, 1.0, (2, 25, 1))], axis=-1)  # (persons, 25, x y s)
+    (tmp_path / "body25.json").write_text(json.dumps({"frame": body25.tolist()}))
+    common = ["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+              "--image", str(image), "--device", "cpu", "--no-flip-test"]
+    assert demo.main(common + ["--keypoints", str(tmp_path / "body25.json"), "--keypoint-format",
+                               "openpose25", "--out", str(tmp_path / "out")]) == 0
+    poses = np.load(tmp_path / "out" / "poses.npz")
+    pelvis = (body25[:, 9, :2] + body25[:, 12, :2]) / 2  # RHip 9, LHip 12
+    np.testing.assert_allclose(poses["keypoints_2d_px"][:, 0], pelvis)
+    np.testing.assert_allclose(poses["keypoints_2d_px"][:, 3], body25[:, 11, :2])  # RAnkle
+    np.testing.assert_allclose(poses["keypoints_2d_px"],
+                               keypoint_formats.to_h36m(body25[..., :2], "openpose25"))
+    capsys.readouterr()
+    assert demo.main(common + ["--keypoints", str(tmp_path / "body25.json"), "--keypoint-format",
+                               "coco", "--out", str(tmp_path / "out2")]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if not line.startswith("frames:")]  # the progress bar, then the error
+    assert len(err) == 1 and "body25.json" in err[0] and "coco keypoints" in err[0] \
+        and "have shape (2, 25, 2); expected (17, 2)" in err[0], err
 
 
 def test_demo_missing_checkpoint_is_one_clear_line(tiny_files, tmp_path):
