@@ -31,6 +31,7 @@ from mvn.geometry import CROP_SHAPE, affine_transform_points, crop_image, get_af
 from mvn.images import ImageError, read_frame_bgr
 from mvn.models import BACKBONES, build_model, default_pretrained_path
 from mvn.models.weights import load_model_weights
+from mvn.tracking import Tracker
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DISPLAY_HEIGHT = 512  # output pictures: the frame scaled to this height, 3D views beside it
@@ -70,6 +71,9 @@ def parse_args(argv=None):
     parser.add_argument("--box-padding", type=float, default=1.25,
                         help="box enlargement before cropping (HRNet's 1.25)")
     parser.add_argument("--no-flip-test", action="store_true", help="one forward pass, no mirror")
+    parser.add_argument("--max-gap-frames", type=int, default=5,
+                        help="a person missed for up to this many frames keeps their track id "
+                             "(mvn/tracking.py); frames of --images are a sequence in name order")
     parser.add_argument("--stop-on-bad-frame", action="store_true",
                         help="stop at a missing or damaged image (default: skip it, warn)")
     return parser.parse_args(argv)
@@ -321,7 +325,7 @@ def compose_frame(image, persons):
         row_height = max(DISPLAY_HEIGHT // len(persons), MIN_VIEW_ROW_HEIGHT)
         views = np.concatenate([
             vis.render_pose_3d(p["keypoints_3d_m"], None,
-                               "person %d" % p["person_index"] if len(persons) > 1 else None,
+                               "person %d" % p["track_id"] if len(persons) > 1 else None,
                                size_px=(VIEWS_WIDTH, row_height), skeleton=SKELETON)
             for p in persons])[:, :, ::-1]                           # (P * row, 512, 3) BGR
         views = np.ascontiguousarray(views)
@@ -340,6 +344,7 @@ def write_poses(out, records, with_scores):
         "frame_names": np.array([r["frame_name"] for r in records], dtype=str),
         "frame_index": np.array([r["frame_index"] for r in records], dtype=np.int64),
         "person_index": np.array([r["person_index"] for r in records], dtype=np.int64),
+        "track_id": np.array([r["track_id"] for r in records], dtype=np.int64),
         "boxes_px": np.array([r["box_px"] for r in records]).reshape(n, 4),
         "image_size": np.array([r["size"] for r in records], dtype=np.int64).reshape(n, 2),
         "keypoints_2d_px": np.array([r["keypoints_2d_px"] for r in records]).reshape(n, 17, 2),
@@ -416,6 +421,7 @@ def run(args):
     os.makedirs(args.out, exist_ok=True)
 
     records, skipped = [], []
+    tracker = Tracker(max_gap_frames=args.max_gap_frames)
     pictures = PictureWriter(args.out, args.video, fps)
     bar = tqdm(total=count or None, desc="frames", unit="frame", dynamic_ncols=True)
     try:
@@ -425,6 +431,12 @@ def run(args):
             if persons:
                 estimate(model, detector, persons, config, device, not args.no_flip_test)
             for name, image, people in group:
+                if people:
+                    ids = tracker.update(people[0]["frame_index"],
+                                         np.stack([p["box_px"] for p in people]),
+                                         np.stack([p["keypoints_2d_px"] for p in people]))
+                    for person, track_id in zip(people, ids):
+                        person["track_id"] = int(track_id)
                 pictures.write(name, compose_frame(image, people))
                 for person in people:
                     del person["crop"], person["affine"], person["keypoints_px"]

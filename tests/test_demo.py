@@ -145,6 +145,7 @@ def test_demo_keypoints_of_another_format_are_converted(tiny_files, tmp_path, ca
     np.testing.assert_allclose(poses["keypoints_2d_px"][:, 3], body25[:, 11, :2])  # RAnkle
     np.testing.assert_allclose(poses["keypoints_2d_px"],
                                keypoint_formats.to_h36m(body25[..., :2], "openpose25"))
+    assert poses["track_id"].tolist() == [0, 1]
     capsys.readouterr()
     assert demo.main(common + ["--keypoints", str(tmp_path / "body25.json"), "--keypoint-format",
                                "coco", "--out", str(tmp_path / "out2")]) == 2
@@ -152,6 +153,38 @@ def test_demo_keypoints_of_another_format_are_converted(tiny_files, tmp_path, ca
            if not line.startswith("frames:")]  # the progress bar, then the error
     assert len(err) == 1 and "body25.json" in err[0] and "coco keypoints" in err[0] \
         and "have shape (2, 25, 2); expected (17, 2)" in err[0], err
+
+
+def test_demo_video_with_two_people_keeps_their_track_ids(tiny_files, tmp_path):
+    """Two figures walking towards each other; the keypoints file lists them in a different order
+    in every other frame; each keeps one track id in poses.npz and poses.json."""
+    demo = load_demo()
+    video = str(tmp_path / "two.mp4")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10, (480, 240))
+    rng = np.random.default_rng(4)
+    shape_a, shape_b = rng.uniform([-25, 0], [25, 150], (2, 17, 2))
+    keypoints, who = [], []
+    for i in range(6):
+        xa, xb = 80 + 40 * i, 400 - 40 * i
+        frame = draw_figure(480, 240, xa, 40, 30)
+        frame = np.minimum(frame, draw_figure(480, 240, xb, 40, 30))
+        writer.write(frame)
+        people = [("a", shape_a + [xa, 40]), ("b", shape_b + [xb, 40])][::(-1) ** i]
+        keypoints.append([joints.tolist() for _, joints in people])
+        who.extend(name for name, _ in people)
+    writer.release()
+    (tmp_path / "kp.json").write_text(json.dumps(keypoints))
+    out = tmp_path / "out"
+    assert demo.main(["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+                      "--video", video, "--keypoints", str(tmp_path / "kp.json"),
+                      "--out", str(out), "--device", "cpu", "--no-flip-test"]) == 0
+    poses = np.load(out / "poses.npz")
+    ids = {name: set() for name in "ab"}
+    for name, track_id in zip(who, poses["track_id"]):
+        ids[name].add(int(track_id))
+    assert ids == {"a": {0}, "b": {1}}
+    assert json.loads((out / "poses.json").read_text())["track_id"] == poses["track_id"].tolist()
+    assert os.path.getsize(out / "two.mp4") > 0
 
 
 def test_demo_missing_checkpoint_is_one_clear_line(tiny_files, tmp_path):
