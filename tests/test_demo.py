@@ -211,8 +211,9 @@ def test_demo_input_errors_are_clear(tiny_files, tmp_path, capsys):
     common = ["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
               "--image", str(image), "--out", str(tmp_path / "out"), "--device", "cpu"]
     cases = [
-        ([], "--boxes FILE"),                                              # no persons given
-        (["--boxes", str(boxes)], "--coco-weights"),                       # tiny: no default
+        ([], "--coco-weights"),                                            # tiny: no default
+        (["--boxes", str(boxes)], "--coco-weights"),
+        (["--boxes", str(boxes), "--joints-from", "detector"], "--joints-from detector takes"),
         (["--boxes", str(boxes), "--coco-weights", str(tmp_path / "x.pth")],
          "x.pth not found"),
         (["--boxes", str(boxes), "--coco-weights", tiny_files["coco"]],
@@ -228,12 +229,12 @@ def test_demo_input_errors_are_clear(tiny_files, tmp_path, capsys):
 def test_demo_estimate_maps_crop_detections_to_the_frame_and_back():
     """Crop-pixel COCO detections -> frame pixels (inverse crop affine) -> Human3.6M; the model
     gets those joints screen-normalised and, through the crop affine, in crop pixels."""
-    demo = load_demo()
     from mvn.geometry import get_affine_transform, normalize_screen_coordinates
+    from mvn.pipeline import PosePipeline
     rng = np.random.default_rng(1)
     coco_crop = torch.tensor(rng.uniform([0, 0], [191, 255], (2, 17, 2)), dtype=torch.float32)
 
-    class Detector:
+    class Detector(torch.nn.Module):
         def detect(self, images):
             return coco_crop, torch.ones(len(images), 17)
 
@@ -244,17 +245,16 @@ def test_demo_estimate_maps_crop_detections_to_the_frame_and_back():
 
     image = draw_figure(640, 480, 300, 100, 50)
     boxes = np.array([[250, 60, 350, 330], [50, 40, 200, 400]])
-    crops, affines = demo.crop_persons(image, boxes, 1.25)
-    assert crops.shape == (2, 256, 192, 3)
-    persons = [{"crop": crops[p], "affine": affines[p], "size": (640, 480), "keypoints_px": None}
-               for p in range(2)]
     model = Model()
-    config = load_config(None, TINY_OVERRIDES)
-    demo.estimate(model, Detector(), persons, config, torch.device("cpu"), use_flip_test=False)
+    pipeline = PosePipeline(model, load_config(None, TINY_OVERRIDES), torch.device("cpu"),
+                            coco_detector=Detector(), flip_test=False, box_padding=1.25)
+    persons = pipeline.people(image, boxes)
+    assert [p["crop"].shape for p in persons] == [(256, 192, 3)] * 2
+    pipeline.estimate(persons)
     for p, person in enumerate(persons):
         center, scale = coco.box_to_center_scale(boxes[p])
         M = get_affine_transform(center, scale)
-        np.testing.assert_allclose(affines[p], M)
+        np.testing.assert_allclose(person["affine"], M)
         joints_px = person["keypoints_2d_px"]
         # back into the crop: the converted detections
         back = joints_px @ M[:, :2].T + M[:, 2]
