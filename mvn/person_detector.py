@@ -19,6 +19,7 @@ import torch
 
 from mvn.errors import CAPFError
 from mvn.models.weights import read_weights_file
+from mvn.versions import torchvision_for
 
 # name -> (torchvision builder, weights enum, the standard weights' file)
 DETECTORS = {
@@ -30,7 +31,6 @@ DETECTORS = {
                    "dd69338a.pth"),
 }
 PERSON_LABEL = 1  # COCO's "person" in torchvision's detection labels (both models)
-TORCHVISION_FOR_TORCH = {"2.13": "0.28", "2.14": "0.29"}
 
 
 class PersonDetectorError(CAPFError):
@@ -58,10 +58,11 @@ def select_people(boxes_px, scores, score_threshold, max_people, min_box_px):
 
 def import_torchvision():
     """torchvision's detection models, or one line saying what to install."""
-    wanted = TORCHVISION_FOR_TORCH.get(".".join(torch.__version__.split(".")[:2]), "the release")
-    advice = ("install the torchvision built for this torch (%s): `pip install torchvision==%s.*`, "
-              "with `--index-url https://download.pytorch.org/whl/cpu` for the CPU build of "
-              "torch; or give the people with --boxes / --keypoints" % (torch.__version__, wanted))
+    wanted = torchvision_for(torch.__version__) or "<the release for your torch>"
+    advice = ("install the torchvision built for this torch (%s): `python install.py "
+              "--person-detector`, or `pip install torchvision==%s.*` (with `--index-url "
+              "https://download.pytorch.org/whl/cpu` for the CPU build of torch); or give the "
+              "people with --boxes / --keypoints" % (torch.__version__, wanted))
     try:
         import torchvision.models.detection as detection
         from torchvision.ops import nms
