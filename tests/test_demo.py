@@ -202,6 +202,26 @@ def test_demo_missing_checkpoint_is_one_clear_line(tiny_files, tmp_path):
     assert len(lines) == 1 and missing in lines[0] and "train.py" in lines[0]
 
 
+def test_demo_refuses_a_damaged_checkpoint_with_one_line(tiny_files, tmp_path, capsys):
+    demo = load_demo()
+    image = tmp_path / "frame.jpg"
+    cv2.imwrite(str(image), draw_figure(200, 200, 100, 40, 30))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"frame.jpg": [50, 20, 100, 160]}))
+    with open(tiny_files["checkpoint"], "rb") as f:
+        data = f.read()
+    for name, damaged in (("empty.bin", b""), ("cut.bin", data[:len(data) // 2])):
+        path = tmp_path / name
+        path.write_bytes(damaged)
+        assert demo.main(["--config", tiny_files["config"], "--checkpoint", str(path),
+                          "--image", str(image), "--boxes", str(boxes), "--coco-weights",
+                          tiny_files["coco"], "--out", str(tmp_path / "out"),
+                          "--device", "cpu"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "%s is damaged: it is " % path in line
+    assert not os.path.exists(tmp_path / "out")
+
+
 def test_demo_input_errors_are_clear(tiny_files, tmp_path, capsys):
     demo = load_demo()
     image = tmp_path / "frame.jpg"
