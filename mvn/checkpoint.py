@@ -133,7 +133,7 @@ def check_free_space(path, needed_bytes):
         _warned_low_space.append(True)
         logger.warning("%s: %.1f MB free, but this run's checkpoints take up to %d x %.1f MB "
                        "there at a save (last.previous.bin, last.bin, best_epoch.bin and the one "
-                       "being written): about %.1f MB more will be needed; a later save will fail "
+                       "being written): about %.1f MB more will be needed; a later save can fail "
                        "unless space is freed", directory, free / 1e6, CHECKPOINTS_AT_A_SAVE,
                        needed_bytes / 1e6, later / 1e6)
 
