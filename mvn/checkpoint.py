@@ -290,7 +290,7 @@ def resume_state(model, optimizer, folder, checkpoint_file=None, start_over=Fals
         return None
     raise ResumeRefused(
         "no intact checkpoint to resume in %s: %s. The folder holds this run's results (%s), "
-        "which starting over would replace, so nothing was changed: restore an intact "
+        "which starting over would replace; they are left as they are: restore an intact "
         "%s/%s, or pass --start-over to train this folder from the beginning"
         % (folder, listed, ", ".join(results), CHECKPOINT_FOLDER, LAST_NAME))
 
