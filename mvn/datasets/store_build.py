@@ -67,7 +67,8 @@ def add_build_arguments(parser):
     parser.add_argument("--overwrite", action="store_true",
                         help="start the splits given by --splits over (the others are kept)")
     parser.add_argument("--verify", action="store_true",
-                        help="only check that the store at --out is complete and readable")
+                        help="only check that the store at --out is complete, readable and matches "
+                             "its checksums")
 
 
 # ----------------------------------------------------------------------------------------------
