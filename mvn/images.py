@@ -15,6 +15,7 @@ early or too late, and libjpeg is the decoder that does it. The capture is a loc
 system calls: the whole check measured 9.6 us per full frame, 0.3% of its decode
 (bench/RESULTS.md).
 """
+import atexit
 import contextlib
 import os
 import tempfile
@@ -84,7 +85,15 @@ def _reset_after_fork():
         _Capture.fd = None
 
 
+def _finish_captures():
+    """At exit: let a decode running in another thread (demo.py reads frames in one) end, so
+    what reached stderr meanwhile -- e.g. the program's last error line -- is passed on before
+    the process ends; no decode starts after it."""
+    _Capture.lock.acquire(timeout=10)
+
+
 os.register_at_fork(after_in_child=_reset_after_fork)
+atexit.register(_finish_captures)
 
 
 def _capture_fd():

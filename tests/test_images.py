@@ -167,3 +167,29 @@ def test_a_forked_child_decodes_with_its_own_capture(tmp_path):
     assert problems.startswith("['corrupt JPEG (libjpeg: ") and problems.endswith(", None]")
     assert decode_image(np.frombuffer(whole, np.uint8))[1] is None
     assert decode_image(np.frombuffer(bytes(data), np.uint8))[1].startswith("corrupt JPEG")
+
+
+EXIT_WHILE_A_THREAD_DECODES = r"""
+import sys, threading
+import cv2, numpy as np
+from mvn.images import decode_image
+y, x = np.mgrid[0:1000, 0:1000]
+frame = cv2.imencode(".jpg", ((x * y) % 251).astype(np.uint8))[1]
+started = threading.Event()
+def decode_forever():
+    while True:
+        started.set()
+        decode_image(frame)
+threading.Thread(target=decode_forever, daemon=True).start()
+started.wait()
+sys.stderr.write("the last line\n")
+"""
+
+
+def test_stderr_written_while_a_daemon_thread_decodes_is_not_lost_at_exit():
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))))
+    for _ in range(5):  # without the wait at exit the line was lost in 5 of 10 runs
+        result = subprocess.run([sys.executable, "-c", EXIT_WHILE_A_THREAD_DECODES], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stderr == "the last line\n", result.stderr
