@@ -86,7 +86,7 @@ def device_name(device):
     return "cpu (%d PyTorch threads)" % torch.get_num_threads()
 
 
-def model_cost(model, config, device, skeleton, measure=True):
+def model_cost(model, config, device, skeleton, measure=True, min_seconds=1.0, min_runs=3):
     """The cost table: parameters, FLOPs and MACs per sample (backbone, lifter, whole
     forward; the flip test doubles them), samples/s at batch 1 and at val.batch_size."""
     flops = flop_counts(config)
@@ -101,9 +101,9 @@ def model_cost(model, config, device, skeleton, measure=True):
               "flip_test": bool(config.val.flip_test), "device": device_name(device)}
     if measure:
         result["samples_per_s"] = {
-            "batch_1": samples_per_second(model, 1, device, config.val.flip_test, skeleton),
-            "batch_%d" % config.val.batch_size: samples_per_second(
-                model, config.val.batch_size, device, config.val.flip_test, skeleton)}
+            "batch_%d" % size: samples_per_second(model, size, device, config.val.flip_test,
+                                                  skeleton, min_seconds, min_runs)
+            for size in (1, config.val.batch_size)}
     return result
 
 
