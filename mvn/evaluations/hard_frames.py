@@ -37,6 +37,11 @@ def hard_frame_scores(error_px, frame_p1_mm, frame_p2_mm, threshold_px):
 
 
 def format_hard_frames(result):
+    if result["selected"] == 0:
+        return ("hard frames (mean 2D input error > %.1f px): none of %d frames (2D error mean "
+                "%.2f px, median %.2f px)" % (result["threshold_px"], result["frames"],
+                                              result["error_px"]["mean"],
+                                              result["error_px"]["median"]))
     return ("hard frames (mean 2D input error > %.1f px): %d of %d (%.2f%%); P1 %.2f mm, "
             "P2 %.2f mm (all frames, frame-weighted: P1 %.2f mm, P2 %.2f mm; 2D error mean "
             "%.2f px, median %.2f px)"
