@@ -27,7 +27,7 @@ from mvn.batch import predict_pose, prepare_batch
 from mvn.checkpoint import remove_partial_files, resume_state, save_best, save_last
 from mvn.distributed import all_ranks_finite, barrier, gather_in_order, shard_range
 from mvn.errors import CAPFError
-from mvn.evaluations.report import check_benchmark, enabled, run_evaluations
+from mvn.evaluations.report import check_benchmark, log_epoch, run_evaluations
 from mvn.experiment import abandon_folder, check_name, close_logging, default_experiment_name, \
     make_experiment_folder, open_run_folder, record_config_change, setup_logging, write_config
 from mvn.metrics import mpjpe
@@ -445,6 +445,7 @@ def fit(config, processes, logdir, resume=None, name=None):
     (TrainingStopped). A new run that fails before its first checkpoint leaves no folder."""
     configure_tf32(config)
     benchmark = benchmarks.get(config.dataset.name)
+    check_benchmark(benchmark, config)  # what evaluation.* and train.noise_2d_px read
     folder, resuming, run_lock = open_run_folder(logdir, config, processes, resume, name)
     # --resume FILE: that checkpoint exactly (else the folder's newest complete one)
     resume_file = resume if resume not in (None, "auto") and os.path.isfile(resume) else None
@@ -557,6 +558,7 @@ def end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets, be
         writer.add_scalar("train/epoch_samples_per_s", stats["samples_per_s"], epoch)
         if config.train.vis_every_epoch:
             log_validation_samples(writer, val_set, evaluation, targets, epoch, benchmark)
+        log_epoch(writer, config, evaluation, targets, benchmark, val_set, epoch)  # evaluation.*
         if is_best:
             benchmark.save_evaluation(evaluation, run.folder, "best_evaluation")
             save_best(run.folder, run.model, run.optimizer, epoch + 1, lr)
@@ -574,7 +576,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
                         "only there; leave out --eval_dataset"
                         % (benchmark.name, " / ".join(benchmark.evaluable_splits),
                            benchmark.evaluable_splits_note))
-    check_benchmark(benchmark, enabled(config))
+    check_benchmark(benchmark, config)
     configure_tf32(config)
     check_name(name)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),

@@ -289,3 +289,43 @@ def test_evaluation_options_are_off_by_default_and_validated():
         load_config(TINY, ["evaluation.noise_sigmas_px=[1, -2]"])
     with pytest.raises(ConfigError, match="noise_sigmas_px"):
         load_config(TINY, ["evaluation.noise_sigmas_px=fast"])
+
+
+class Scalars:
+    """A TensorBoard writer that keeps what it is given."""
+
+    def __init__(self):
+        self.values = {}
+
+    def add_scalar(self, tag, value, step):
+        self.values[tag] = (value, step)
+
+
+def test_training_logs_per_joint_and_hard_frames_to_tensorboard():
+    labels, *_ = h36m_labels()
+    dataset = SimpleNamespace(labels=labels)
+    rng = np.random.default_rng(2)
+    targets = torch.from_numpy(rng.normal(0, 0.3, (6, 17, 3)))
+    predictions = targets + 0.01 * torch.from_numpy(rng.normal(size=(6, 17, 3)))
+    config = load_config(TINY, ["evaluation.per_joint=true", "evaluation.hard_frames=true"])
+    evaluation = H36M.evaluate(predictions, targets, dataset, config)
+    writer = Scalars()
+    report.log_epoch(writer, config, evaluation, targets, H36M, dataset, epoch=3)
+    knee_mm = 1000 * np.linalg.norm((predictions - targets)[:, 2].numpy(), axis=-1)  # (6,)
+    expected = np.mean([knee_mm[labels.action == a].mean() for a in (2, 3)])  # mean of actions
+    assert writer.values["val_per_joint_mpjpe_mm/r_knee"] == (pytest.approx(expected), 3)
+    hard = report.hard_frames(evaluation, targets, H36M, dataset, config)
+    assert writer.values["val_hard_frames/share"] == (hard["share"], 3)
+    assert writer.values["val_hard_frames/p1_mm"] == (hard["hard"]["p1_mm"], 3)
+    report.log_epoch(writer := Scalars(), load_config(TINY), evaluation, targets, H36M, dataset, 0)
+    assert writer.values == {}  # nothing enabled, nothing logged
+
+
+def test_a_benchmark_without_the_geometry_refuses_the_noise_options_up_front():
+    from dataclasses import replace
+    from mvn.errors import CAPFError
+    bare = replace(H36M, crop_affine=None)
+    report.check_benchmark(bare, load_config(TINY, ["evaluation.per_joint=true"]))  # needs none
+    for option in ("evaluation.noise_sweep=true", "train.noise_2d_px=1"):
+        with pytest.raises(CAPFError, match="crop_affine"):
+            report.check_benchmark(bare, load_config(TINY, [option]))

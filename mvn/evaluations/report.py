@@ -32,15 +32,20 @@ def enabled(config):
                                   ("noise_sweep", e.noise_sweep), ("cost", e.cost)) if on]
 
 
-def check_benchmark(benchmark, names):
-    """A CAPFError before any work if the benchmark lacks what an enabled evaluation reads."""
-    needs = {"noise_sweep": ("frame_size_px", "crop_affine"),
-             "hard_frames": ("frame_size_px", "ground_truth_2d_px")}
-    for name in names:
-        missing = [field for field in needs.get(name, ()) if getattr(benchmark, field) is None]
+def check_benchmark(benchmark, config):
+    """A CAPFError before any work if the benchmark lacks what an enabled evaluation (or
+    train.noise_2d_px) reads."""
+    needs = {"evaluation.noise_sweep": ("frame_size_px", "crop_affine"),
+             "train.noise_2d_px": ("frame_size_px", "crop_affine"),
+             "evaluation.hard_frames": ("frame_size_px", "ground_truth_2d_px")}
+    keys = ["evaluation." + name for name in enabled(config)]
+    if config.train.noise_2d_px > 0:
+        keys.append("train.noise_2d_px")
+    for key in keys:
+        missing = [field for field in needs.get(key, ()) if getattr(benchmark, field) is None]
         if missing:
-            raise CAPFError("evaluation.%s: the %s benchmark gives no %s (mvn/benchmark.py); "
-                            "turn it off" % (name, benchmark.name, ", ".join(missing)))
+            raise CAPFError("%s: the %s benchmark gives no %s (mvn/benchmark.py); turn it off"
+                            % (key, benchmark.name, ", ".join(missing)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,3 +241,20 @@ def run_evaluations(model, dataset, config, processes, folder, evaluation, targe
             write_json(cost, folder, "cost")
             write_csv([flatten(cost)], folder, "cost")
     return results
+
+
+def log_epoch(writer, config, evaluation, targets, benchmark, dataset, epoch):
+    """During training: the enabled evaluations that need no new predictions (per joint, hard
+    frames) of the epoch's validation, as TensorBoard scalars. The noise sweep (a full
+    evaluation per sigma) and the cost run with --eval only."""
+    if config.evaluation.per_joint:
+        table = per_joint(evaluation, targets, benchmark, dataset)
+        for row in table["joints"]:
+            writer.add_scalar("val_per_joint_mpjpe_mm/" + row["joint"], row["mpjpe_mm"], epoch)
+            writer.add_scalar("val_per_joint_p_mpjpe_mm/" + row["joint"], row["p_mpjpe_mm"],
+                              epoch)
+    if config.evaluation.hard_frames:
+        result = hard_frames(evaluation, targets, benchmark, dataset, config)
+        writer.add_scalar("val_hard_frames/share", result["share"], epoch)
+        writer.add_scalar("val_hard_frames/p1_mm", result["hard"]["p1_mm"], epoch)
+        writer.add_scalar("val_hard_frames/p2_mm", result["hard"]["p2_mm"], epoch)
