@@ -27,6 +27,7 @@ from mvn.batch import predict_pose, prepare_batch
 from mvn.checkpoint import remove_partial_files, resume_state, save_best, save_last
 from mvn.distributed import all_ranks_finite, barrier, gather_in_order, shard_range
 from mvn.errors import CAPFError
+from mvn.evaluations.noise import noise_function
 from mvn.evaluations.report import check_benchmark, log_epoch, run_evaluations
 from mvn.experiment import abandon_folder, check_name, close_logging, default_experiment_name, \
     make_experiment_folder, open_run_folder, record_config_change, setup_logging, write_config
@@ -300,7 +301,6 @@ def training_noise(dataset, config, epoch):
     on the training inputs, drawn per (seed, epoch, sample); else None (the released inputs)."""
     if config.train.noise_2d_px <= 0:
         return None
-    from mvn.evaluations.noise import noise_function
     return noise_function(benchmarks.get(config.dataset.name), dataset,
                           config.train.noise_2d_px, config.seed, stream=epoch + 1)
 
