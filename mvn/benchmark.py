@@ -57,3 +57,17 @@ class Benchmark:
     # the splits `train.py --eval --eval_dataset` may score, and what they are, in words
     evaluable_splits: tuple = ("train", "val")
     evaluable_splits_note: str = "any split"
+    # --- what the added evaluations (mvn/evaluations/) read; None: that evaluation refuses ---
+    # (dataset, indices (B,)) -> (B, 2) float64 [width, height] in pixels of the full frame
+    # each sample's 2D input joints were screen-normalised with
+    frame_size_px: Callable = None
+    # (dataset, indices (B,)) -> (B, 2, 3) float64: the full frame -> crop matrix of each
+    # sample (its crop keypoints are this matrix times its full-frame 2D input joints)
+    crop_affine: Callable = None
+    # (dataset, indices (B,)) -> (B, 17, 2) float64 ground-truth 2D joints, full-frame pixels
+    ground_truth_2d_px: Callable = None
+    # dataset -> (N,) the group of each frame whose means the headline P1 averages with equal
+    # weight (Human3.6M: the action); None: every frame weighs the same
+    averaging_groups: Callable = None
+    # Evaluation -> {name: value}: the benchmark's own scores beside P1 / P2 (e.g. PCK, AUC)
+    extra_scores: Callable = None

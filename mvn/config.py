@@ -92,6 +92,10 @@ DEFAULTS = {
         # strict < (Human3.6M's released loop rounds to 0.1 mm, the MPI-INF-3DHP one does not).
         "best_epoch_round_mm": 0.1,
         "vis_every_epoch": True,
+        # > 0: zero-mean Gaussian noise of this sigma (full-frame pixels) on the training 2D
+        # inputs, both of them moved as a detection would (mvn/evaluations/noise.py); 0: the
+        # released inputs, unchanged
+        "noise_2d_px": 0.0,
     },
     "val": {
         "batch_size": 512,
@@ -100,6 +104,17 @@ DEFAULTS = {
         # MPI-INF-3DHP: the printed MPJPE averages all 17 joints, the root (error 0) included,
         # as the released code does (Q5); false: the 16 others.
         "root_in_mpjpe": True,
+    },
+    # Evaluations beside the benchmark's table, by `train.py --eval` (mvn/evaluations/); all off:
+    # the released evaluation alone. Results in the evaluation folder (JSON, CSV, PNG).
+    "evaluation": {
+        "per_joint": False,          # MPJPE / P-MPJPE per joint
+        "noise_sweep": False,        # the evaluation again with 2D-noise of each sigma below
+        "noise_sigmas_px": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],  # any length, each >= 0
+        "noise_seed": 0,             # the noise of sample i: from (noise_seed, i) alone
+        "hard_frames": False,        # P1 / P2 of frames whose 2D input error > the threshold
+        "hard_frame_threshold_px": 5.0,  # mean over joints, full-frame pixels
+        "cost": False,               # parameters, GFLOPs per sample, measured samples/s
     },
     "loss": {
         "grad_clip": 0.0,        # > 0: clip gradient norm at grad_clip / train.volume_net_lr
@@ -172,6 +187,10 @@ def _closest(name):
     return max(_DEFAULT_KEYS, key=lambda k: difflib.SequenceMatcher(None, name, k).ratio())
 
 
+# Lists of numbers of any length (other list keys keep their default's length and types).
+NUMBER_LISTS = ("evaluation.noise_sigmas_px",)
+
+
 def _check_type(name, value, default, source):
     expected = type(default)
     if isinstance(default, float) and isinstance(value, str):
@@ -185,6 +204,11 @@ def _check_type(name, value, default, source):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif name in NUMBER_LISTS:
+        ok = isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if ok:
+            return [float(v) for v in value]
     elif isinstance(default, list):
         ok = isinstance(value, list) and len(value) == len(default) and all(
             isinstance(v, type(d)) for v, d in zip(value, default))
@@ -241,6 +265,16 @@ def _validate(config, source):
     if round_mm != 0 and not any(round_mm == 10.0 ** -k for k in range(-3, 7)):
         raise ConfigError("%s: train.best_epoch_round_mm must be 0 (no rounding) or a power of "
                           "ten such as 0.1, got %r" % (source, round_mm))
+    evaluation = config["evaluation"]
+    if evaluation["noise_sweep"] and not evaluation["noise_sigmas_px"]:
+        raise ConfigError("%s: evaluation.noise_sigmas_px is empty; give the sigmas of the sweep, "
+                          "e.g. [0, 1, 2, 3, 4, 5]" % source)
+    if any(not sigma >= 0 for sigma in evaluation["noise_sigmas_px"]) \
+            or not config["train"]["noise_2d_px"] >= 0:
+        raise ConfigError("%s: evaluation.noise_sigmas_px and train.noise_2d_px are noise sigmas "
+                          "in pixels: each must be 0 or more" % source)
+    if not evaluation["hard_frame_threshold_px"] >= 0:
+        raise ConfigError("%s: evaluation.hard_frame_threshold_px must be 0 or more" % source)
     for name in ("train.batch_size", "val.batch_size", "train.n_epochs",
                  "train.collective_timeout_s"):
         section, key = name.split(".")

@@ -27,6 +27,8 @@ from mvn.batch import predict_pose, prepare_batch
 from mvn.checkpoint import remove_partial_files, resume_state, save_best, save_last
 from mvn.distributed import all_ranks_finite, barrier, gather_in_order, shard_range
 from mvn.errors import CAPFError
+from mvn.evaluations.noise import noise_function
+from mvn.evaluations.report import check_benchmark, log_epoch, run_evaluations
 from mvn.experiment import abandon_folder, check_name, close_logging, default_experiment_name, \
     make_experiment_folder, open_run_folder, record_config_change, setup_logging, write_config
 from mvn.metrics import mpjpe
@@ -214,15 +216,18 @@ def training_loss(prediction, target, config, skeleton):
     return mpjpe(prediction[..., keep, :], target[..., keep, :])
 
 
-def train_step(model, optimizer, batch, config, processes, flip_generator):
+def train_step(model, optimizer, batch, config, processes, flip_generator, perturb=None):
     """THE training step: one flip draw for the whole batch, batch preparation, forward, MPJPE
     loss, a non-finite loss skipped on every process together, clipping, AdamW step.
 
-    `batch` is a DataLoader batch (CPU tensors). Returns the loss (a detached 0-d tensor), or
+    `batch` is a DataLoader batch (CPU tensors); `perturb` (batch -> batch) changes it first
+    (train.noise_2d_px: mvn.evaluations.noise). Returns the loss (a detached 0-d tensor), or
     None when the step was skipped."""
     flip = (config.train.flip_augmentation
             and torch.rand(1, generator=flip_generator).item() < 0.5)  # one draw per batch
     skeleton = benchmarks.get(config.dataset.name).skeleton
+    if perturb is not None:
+        batch = perturb(batch)
     images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
         batch, config.model.backbone.type, processes.device, flip=flip, skeleton=skeleton)
     with autocast(config, processes.device):
@@ -256,12 +261,13 @@ def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=N
     start = time.time() - progress["seconds"]
     bar = tqdm(total=total, initial=start_step, desc="epoch %d" % epoch,
                disable=not processes.is_main, dynamic_ncols=True)
+    perturb = training_noise(getattr(loader, "dataset", None), config, epoch)
     with bar:  # closed (its line ended) whatever happens, so that an error prints on its own
         for step, batch in enumerate(loader, start_step):
             if step >= total:
                 break
             flips = seed_step(config.seed, epoch, step, processes.rank)
-            loss = train_step(model, optimizer, batch, config, processes, flips)
+            loss = train_step(model, optimizer, batch, config, processes, flips, perturb)
             bar.update(1)
             if loss is None:
                 progress["skipped"] += 1
@@ -288,6 +294,15 @@ def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=N
              "steps": progress["steps"], "skipped_steps": progress["skipped"],
              "samples_per_s": progress["samples"] / max(elapsed, 1e-9), "seconds": elapsed}
     return stats, global_step
+
+
+def training_noise(dataset, config, epoch):
+    """train.noise_2d_px > 0: the 2D-noise model of the evaluations (mvn/evaluations/noise.py)
+    on the training inputs, drawn per (seed, epoch, sample); else None (the released inputs)."""
+    if config.train.noise_2d_px <= 0:
+        return None
+    return noise_function(benchmarks.get(config.dataset.name), dataset,
+                          config.train.noise_2d_px, config.seed, stream=epoch + 1)
 
 
 def batch_records(loader, batch, shown=8):
@@ -318,9 +333,10 @@ def best_epoch_rule(p1_mm, best_p1_mm, round_mm=0.1):
 # Evaluation
 
 @torch.no_grad()
-def predict(model, dataset, config, processes, progress=True):
+def predict(model, dataset, config, processes, progress=True, perturb=None):
     """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3), in the
     benchmark's unit (Human3.6M: metres; MPI-INF-3DHP: mm), for the whole dataset in order.
+    `perturb` (batch -> batch) changes each DataLoader batch first (the 2D-noise sweep).
 
     Each process predicts a contiguous shard; the shards are gathered in rank order, so the
     result is the same for 1 and N processes."""
@@ -338,6 +354,8 @@ def predict(model, dataset, config, processes, progress=True):
     with tqdm(loader, desc="evaluate", disable=not (progress and processes.is_main),
               dynamic_ncols=True) as bar:
         for batch in bar:
+            if perturb is not None:
+                batch = perturb(batch)
             images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
                 batch, backbone, processes.device, skeleton=skeleton)
             with autocast(config, processes.device):
@@ -352,11 +370,12 @@ def predict(model, dataset, config, processes, progress=True):
             gather_in_order(local_targets, length, processes, batch_size).cpu())
 
 
-def evaluate(model, dataset, config, processes):
-    """(the benchmark's Evaluation (mvn.benchmark), targets (N, 17, 3)) of `model` on `dataset`.
+def evaluate(model, dataset, config, processes, perturb=None):
+    """(the benchmark's Evaluation (mvn.benchmark), targets (N, 17, 3)) of `model` on `dataset`
+    (each batch changed by `perturb` first, if given: see `predict`).
 
     Every rank gathers every prediction, so every rank returns the same evaluation."""
-    predictions, targets = predict(model, dataset, config, processes)
+    predictions, targets = predict(model, dataset, config, processes, perturb=perturb)
     benchmark = benchmarks.get(config.dataset.name)
     return benchmark.evaluate(predictions, targets, dataset, config), targets
 
@@ -428,6 +447,7 @@ def fit(config, processes, logdir, resume=None, name=None, start_over=False):
     `start_over` (--start-over; mvn.checkpoint.resume_state)."""
     configure_tf32(config)
     benchmark = benchmarks.get(config.dataset.name)
+    check_benchmark(benchmark, config)  # what evaluation.* and train.noise_2d_px read
     folder, resuming, run_lock = open_run_folder(logdir, config, processes, resume, name)
     # --resume FILE: that checkpoint exactly (else the folder's newest complete one)
     resume_file = resume if resume not in (None, "auto") and os.path.isfile(resume) else None
@@ -541,6 +561,7 @@ def end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets, be
         writer.add_scalar("train/epoch_samples_per_s", stats["samples_per_s"], epoch)
         if config.train.vis_every_epoch:
             log_validation_samples(writer, val_set, evaluation, targets, epoch, benchmark)
+        log_epoch(writer, config, evaluation, targets, benchmark, val_set, epoch)  # evaluation.*
         if is_best:
             benchmark.save_evaluation(evaluation, run.folder, "best_evaluation")
             save_best(run.folder, run.model, run.optimizer, epoch + 1, lr)
@@ -558,6 +579,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
                         "only there; leave out --eval_dataset"
                         % (benchmark.name, " / ".join(benchmark.evaluable_splits),
                            benchmark.evaluable_splits_note))
+    check_benchmark(benchmark, config)
     configure_tf32(config)
     check_name(name)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
@@ -580,6 +602,10 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
             write_config(folder, config)
             save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset, evaluation,
                             targets, benchmark)
+        # config.evaluation (off by default): per joint, 2D noise, hard frames, cost
+        run_evaluations(model, dataset, config, processes, folder, evaluation, targets, benchmark,
+                        lambda perturb: evaluate(model, dataset, config, processes, perturb)[0])
+        if processes.is_main:
             logger.info("results in %s", folder)
     except BaseException:
         abandon_folder(folder, processes)  # a failed evaluation leaves no folder

@@ -2,8 +2,12 @@
 or the frame store), the per-action protocol and the published checkpoint."""
 import os
 
+import numpy as np
+
+from mvn import geometry
 from mvn.benchmark import Benchmark, Evaluation, split_files
 from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
+from mvn.human36m import facts as h36m
 from mvn.human36m.facts import ACTION_NAMES, SKELETON
 from mvn.human36m.protocol import format_table, per_action_errors, save_table
 from mvn.metrics import mpjpe
@@ -51,7 +55,46 @@ def published_checkpoint(backbone_type):
     return PUBLISHED_CHECKPOINT
 
 
+def frame_size_px(dataset, indices):
+    """(B, 2) [width, height] of each sample's camera: its 2D joints were normalised with it."""
+    sizes = np.array([h36m.resolution(c) for c in range(len(h36m.CAMERA_IDS))], np.float64)
+    return sizes[dataset.labels.camera_id[np.asarray(indices)]]
+
+
+def crop_affine(dataset, indices):
+    """(B, 2, 3): each sample's full frame -> crop matrix from its label's centre and scale, the
+    matrix its crop keypoints were made with (mvn.geometry.get_affine_transform)."""
+    labels = dataset.labels
+    return np.stack([geometry.get_affine_transform(labels.center[i], labels.scale[i])
+                     for i in np.asarray(indices)]).astype(np.float64)
+
+
+def ground_truth_2d_px(dataset, indices):
+    """(B, 17, 2) ground-truth 2D joints in full-frame pixels: each sample's 3D joints (camera
+    frame) projected with its camera's calibration and distortion (mvn.geometry.project_to_2d,
+    the camera model the dataset's own 2D poses follow). The label files' `joints_2d_gt` holds
+    the dataset's 2D poses too; the loaded columns keep the CPN detections only."""
+    labels = dataset.labels
+    indices = np.asarray(indices)
+    result = np.zeros((len(indices), 17, 2))
+    subjects, cameras = labels.subject[indices], labels.camera_id[indices]
+    for subject, camera_index in sorted(set(zip(subjects.tolist(), cameras.tolist()))):
+        rows = np.flatnonzero((subjects == subject) & (cameras == camera_index))
+        camera = h36m.camera(subject, camera_index)
+        joints_mm = labels.keypoints_3d[indices[rows]].astype(np.float64) * 1000  # (n, 17, 3)
+        result[rows] = geometry.project_to_2d(joints_mm, camera["f"], camera["c"], camera["k"],
+                                              camera["p"])
+    return result
+
+
+def averaging_groups(dataset):
+    """The table's P1 is the mean of the actions' means."""
+    return dataset.labels.action
+
+
 BENCHMARK = Benchmark(
     name="human36m", skeleton=SKELETON, unit_mm=1000.0, build_dataset=build_dataset,
     evaluate=evaluate, format_evaluation=format_evaluation, save_evaluation=save_evaluation,
-    picture_groups=picture_groups, published_checkpoint=published_checkpoint)
+    picture_groups=picture_groups, published_checkpoint=published_checkpoint,
+    frame_size_px=frame_size_px, crop_affine=crop_affine, ground_truth_2d_px=ground_truth_2d_px,
+    averaging_groups=averaging_groups)

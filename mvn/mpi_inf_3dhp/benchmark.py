@@ -9,6 +9,7 @@ from mvn.benchmark import Benchmark, Evaluation, split_files
 from mvn.errors import CAPFError
 from mvn.mpi_inf_3dhp import protocol
 from mvn.mpi_inf_3dhp.dataset import MpiInf3dhpDataset, MpiInf3dhpStoreDataset
+from mvn.mpi_inf_3dhp import facts as mpi
 from mvn.mpi_inf_3dhp.facts import PUBLISHED_CHECKPOINTS, SKELETON
 
 
@@ -57,8 +58,60 @@ def published_checkpoint(backbone_type):
     return os.path.join("checkpoint", name)
 
 
+def frame_size_px(dataset, indices):
+    """(B, 2) [width, height] the released loader normalises with: 2048x2048 for training
+    frames and TS1-4, 1920x1080 for TS5-6 (QUIRK Q10)."""
+    labels = dataset.labels
+    indices = np.asarray(indices)
+    sizes = np.zeros((len(indices), 2))
+    test = labels.camera[indices] < 0
+    sizes[~test] = mpi.TRAIN_RESOLUTION
+    for row in np.flatnonzero(test):
+        sizes[row] = mpi.sequence_resolution("TS%d" % labels.sequence[indices[row]])
+    return sizes
+
+
+def input_2d_px(dataset, indices):
+    """(B, 17, 2) the samples' 2D input joints in full-frame pixels."""
+    width, height = frame_size_px(dataset, indices).T[:, :, None, None]       # (B, 1, 1) each
+    screen = dataset.labels.keypoints_2d[np.asarray(indices)].astype(np.float64)  # (B, 17, 2)
+    offset = np.concatenate([np.ones_like(width), height / width], -1)        # (B, 1, 2)
+    return (screen + offset) * width / 2   # mvn.geometry.image_coordinates, per-sample size
+
+
+def crop_affine(dataset, indices):
+    """(B, 2, 3): each sample's full frame -> crop matrix. The crop boxes come from the absolute
+    pelvis, which the labels do not keep (the 3D joints are pelvis-relative), so the matrix is
+    recovered from the sample's own 17 pairs (full-frame joint, crop joint): the crop is a
+    uniform zoom s and a shift t (mvn.geometry.get_affine_transform has no rotation), fitted by
+    least squares; the pairs agree with it to the labels' float32 rounding."""
+    source = input_2d_px(dataset, indices)                                       # (B, 17, 2)
+    target = dataset.labels.keypoints_2d_crop[np.asarray(indices)].astype(np.float64)
+    source_c = source - source.mean(1, keepdims=True)
+    target_c = target - target.mean(1, keepdims=True)
+    s = (source_c * target_c).sum((1, 2)) / (source_c ** 2).sum((1, 2))          # (B,)
+    t = target.mean(1) - s[:, None] * source.mean(1)                             # (B, 2)
+    affine = np.zeros((len(s), 2, 3))
+    affine[:, 0, 0] = affine[:, 1, 1] = s
+    affine[:, :, 2] = t
+    return affine
+
+
+def ground_truth_2d_px(dataset, indices):
+    """The 2D inputs ARE the ground truth (annot2, as the released code uses): their own pixels."""
+    return input_2d_px(dataset, indices)
+
+
+def extra_scores(evaluation):
+    """The official frame-weighted PCK (150 mm), AUC and MPJPE of all test frames."""
+    overall = evaluation.tables["mpi_inf_3dhp"].overall
+    return {"pck": overall["pck"], "auc": overall["auc"], "mpjpe_mm": overall["mpjpe_mm"]}
+
+
 BENCHMARK = Benchmark(
     name="mpi_inf_3dhp", skeleton=SKELETON, unit_mm=1.0, build_dataset=build_dataset,
     evaluate=evaluate, format_evaluation=format_evaluation, save_evaluation=save_evaluation,
     picture_groups=picture_groups, published_checkpoint=published_checkpoint,
-    evaluable_splits=("val",), evaluable_splits_note="the test set")
+    evaluable_splits=("val",), evaluable_splits_note="the test set",
+    frame_size_px=frame_size_px, crop_affine=crop_affine, ground_truth_2d_px=ground_truth_2d_px,
+    extra_scores=extra_scores)
