@@ -36,6 +36,7 @@ TAIL_BYTES = 64  # how far from the end an end marker may stand (padding after i
 # Its other warnings (e.g. an unknown JFIF revision) are passed on to stderr as before.
 LIBJPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file",
                   "Inconsistent progression sequence")
+_DAMAGE_BYTES = tuple(message.encode() for message in LIBJPEG_DAMAGE)
 
 
 class ImageError(CAPFError):
@@ -124,14 +125,14 @@ def _stderr_into(fd):
 
 
 def _take_printed(fd):
-    """The text written into the capture file since the last call; the file emptied."""
+    """The bytes written into the capture file since the last call; the file emptied."""
     size = os.fstat(fd).st_size
     if size == 0:
-        return ""
-    text = os.pread(fd, size, 0).decode("utf-8", "replace")
+        return b""
+    data = os.pread(fd, size, 0)
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
-    return text
+    return data
 
 
 def decode_jpeg_checked(data, flags=FRAME_READ_FLAGS):
@@ -144,11 +145,12 @@ def decode_jpeg_checked(data, flags=FRAME_READ_FLAGS):
                 image = cv2.imdecode(data, flags)
         finally:
             lines = _take_printed(fd).splitlines(keepends=True)
-            damage = [line.strip() for line in lines if line.startswith(LIBJPEG_DAMAGE)]
-            others = "".join(line for line in lines if not line.startswith(LIBJPEG_DAMAGE))
-            if others:
-                with contextlib.suppress(OSError):   # fd 2 closed: nowhere to pass it on
-                    os.write(2, others.encode())
+            damage = [line.decode("utf-8", "replace").strip() for line in lines
+                      if line.startswith(_DAMAGE_BYTES)]
+            others = b"".join(line for line in lines if not line.startswith(_DAMAGE_BYTES))
+            with contextlib.suppress(OSError):   # fd 2 closed: nowhere to pass it on
+                while others:                    # passed on byte for byte
+                    others = others[os.write(2, others):]
     return image, ("; ".join(damage) or None)
 
 
