@@ -40,7 +40,8 @@ A store folder:
     frame_crc32       (N,) uint32, CRC32 (zlib.crc32) of row i's stored crop as the builder made
                       it (jpeg: its JPEG file; raw: its (256, 192, 3) array, C order): checked on
                       every read and by --verify, so a flipped bit in the file is an error naming
-                      the row (a cost of ~2% of a JPEG sample, bench/RESULTS.md)
+                      the row (bench/RESULTS.md: +3% on a JPEG sample read in-process, about
+                      double for a raw one, whose 147 KB cost ~50 us)
 """
 import json
 import os
