@@ -191,13 +191,18 @@ def _closest(name):
 NUMBER_LISTS = ("evaluation.noise_sigmas_px",)
 
 
+def _float_if_number(text):
+    """'1e-3' -> 0.001; text that is no number stays as it is (the type check refuses it)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _check_type(name, value, default, source):
     expected = type(default)
     if isinstance(default, float) and isinstance(value, str):
-        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
+        value = _float_if_number(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
