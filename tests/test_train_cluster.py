@@ -212,6 +212,50 @@ def test_sigterm_stops_after_the_step_with_one_line_and_resumes_exactly(syntheti
     assert_same_run(straight[1], final_state(folder))
 
 
+def test_sigterm_to_a_torchrun_jobs_process_group_stops_every_rank_and_resumes_exactly(
+        synthetic_h36m, straight, tmp_path):
+    """scancel on a 2-process torchrun job: SIGTERM reaches the agent, both ranks and their
+    DataLoader workers at once. The ranks end the step together, rank 0 writes last.bin and
+    prints one line repeating the launcher; torchrun itself then reports its workers' exit
+    (README: its own status is not 75). The resume is bit-identical to the uninterrupted run."""
+    logdir = str(tmp_path / "logs")
+    command = launcher(2) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu", "--name",
+                             "run", "--opts"] + run_options(synthetic_h36m,
+                                                            **{"dataset.num_workers": 1})
+    process = start(command, str(tmp_path / "first.log"))
+    folder = os.path.join(logdir, "run")
+    try:
+        wait_until(lambda: (position(folder) or (-1, -1)) >= (0, 3), 240, "step 3")
+        job = descendants(process.pid)  # the ranks and their DataLoader workers
+        assert len(job) >= 4
+        os.killpg(process.pid, signal.SIGTERM)  # the agent leads the group: all of the job
+    except BaseException:
+        finish(process, timeout=1)
+        raise
+    code = finish(process, timeout=120)
+    text = read(tmp_path / "first.log")
+    assert code != 0
+    assert not [pid for pid in job if alive(pid)]  # nothing of the job left running
+    lines = [l for l in text.replace("\r", "\n").splitlines() if "stopped by SIGTERM" in l]
+    assert len(lines) == 1 and "--nproc_per_node=2" in lines[0], text[-3000:]
+    epoch, step = position(folder)
+    assert "at epoch %d step %d" % (epoch, step) in lines[0] and (epoch, step) < (2, 0)
+    resumed = start(launcher(2) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
+                                   "--resume", "auto", "--name", "run", "--opts"]
+                    + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
+    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
+    assert_same_run(straight[2], final_state(folder))
+
+
+def alive(pid):
+    """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def children(parent):
     """(pid, command line) of the processes whose parent is `parent` (from /proc)."""
     found = []
