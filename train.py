@@ -158,9 +158,10 @@ def main(argv=None):
     # PyTorch is imported here, after the arguments, so that `--help` is instant.
     from mvn import distributed, engine
     from mvn.checkpoint import find_checkpoint
-    from mvn.stopping import EXIT_STOPPED, TrainingStopped
+    from mvn.stopping import EXIT_STOPPED, TrainingStopped, stop_when_launcher_dies
 
     processes = None
+    stop_when_launcher_dies()  # torchrun's agent killed: its workers stop, not train on alone
     try:
         if args.start_over and not args.resume:
             raise CAPFError("--start-over is for a resume: pass it with --resume FOLDER (or "

@@ -5,7 +5,11 @@ exits with EXIT_STOPPED and one line saying how to resume.
 A signal only sets a flag; the training loop asks `StopSignals.requested(processes)` after every
 step, which combines the flags of every process (so all stop after the same step).
 """
+import ctypes
+import ctypes.util
+import os
 import signal
+import sys
 
 import torch
 import torch.distributed as dist
@@ -14,6 +18,26 @@ from mvn.errors import CAPFError
 
 EXIT_STOPPED = 75          # "temporary failure" (sysexits EX_TEMPFAIL): resumable, not an error
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal when the parent dies
+
+
+def stop_when_launcher_dies():
+    """Under torchrun: ask Linux to send this worker SIGTERM when its agent dies (a kill -9 of
+    the agent, the node's job step ending it), so the worker stops as on any stop signal (its
+    step ended, last.bin written) instead of training on as an orphan. True when armed; a
+    launcher already gone by now counts as that signal. Elsewhere (no torchrun, not Linux):
+    False, nothing changes."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the agent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 class TrainingStopped(CAPFError):

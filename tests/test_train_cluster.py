@@ -247,6 +247,35 @@ def test_sigterm_to_a_torchrun_jobs_process_group_stops_every_rank_and_resumes_e
     assert_same_run(straight[2], final_state(folder))
 
 
+def test_a_killed_torchrun_agent_stops_its_workers_cleanly(synthetic_h36m, straight, tmp_path):
+    """kill -9 of the torchrun agent alone: Linux sends its workers SIGTERM (PR_SET_PDEATHSIG,
+    mvn.stopping.stop_when_launcher_dies); they stop after the same step with last.bin written
+    instead of training on as orphans, and the resume is bit-identical."""
+    logdir = str(tmp_path / "logs")
+    process = start(launcher(2) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
+                                   "--name", "run", "--opts"] + run_options(synthetic_h36m),
+                    str(tmp_path / "first.log"))
+    folder = os.path.join(logdir, "run")
+    try:
+        wait_until(lambda: (position(folder) or (-1, -1)) >= (0, 3), 240, "step 3")
+        workers = wait_until(lambda: worker_pids(process.pid), 30, "the workers")
+        os.kill(process.pid, signal.SIGKILL)                 # the agent only
+        wait_until(lambda: not [pid for pid in workers if alive(pid)], 120,
+                   "the workers to stop")
+    finally:
+        finish(process, timeout=5)
+    text = read(tmp_path / "first.log")
+    lines = [l for l in text.replace("\r", "\n").splitlines() if "stopped by SIGTERM" in l]
+    assert len(lines) == 1, text[-3000:]
+    epoch, step = position(folder)
+    assert "at epoch %d step %d" % (epoch, step) in lines[0] and (epoch, step) < (2, 0)
+    resumed = start(launcher(2) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
+                                   "--resume", "auto", "--name", "run", "--opts"]
+                    + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
+    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
+    assert_same_run(straight[2], final_state(folder))
+
+
 def alive(pid):
     """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
     try:
