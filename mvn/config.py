@@ -38,6 +38,9 @@ DEFAULTS = {
             # or "train" (batch statistics, running ones updated: the MPI-INF-3DHP code, Q4).
             "bn_mode": "eval",
         },
+        # false: the context-agnostic counterpart (an addition, docs/fidelity.md): no backbone
+        # is built and no image is decoded; the same transformer lifts the 2D joints alone.
+        "image_features": True,
         # Deformable context blocks (Human3.6M CA-PF); the MPI-INF-3DHP models have none.
         "deformable_context": True,
         "embed_dim_ratio": 128,  # D, the token width

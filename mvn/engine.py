@@ -59,8 +59,10 @@ def resolve_pretrained_path(config):
 def build_training_model(config):
     """build_model + the pretrained backbone + optional whole-model init weights."""
     model = build_model(config)
-    path = resolve_pretrained_path(config)
-    if path is not None:
+    path = None if model.backbone is None else resolve_pretrained_path(config)
+    if model.backbone is None:
+        logger.info("model.image_features is false: no backbone, the 2D joints alone are lifted")
+    elif path is not None:
         if not os.path.isfile(path):
             raise WeightsError("pretrained backbone %s not found: download the published file "
                                "into data/pretrained/ or data/pretrained/coco/ (see README), or "
@@ -81,7 +83,7 @@ def apply_channels_last(model, config):
     """train.channels_last: the backbone's weights in NHWC and its input the NHWC batch itself
     (CA_PF permutes the (B, 256, 192, 3) images without the copy the released code makes), so
     the convolutions run channels-last. Off (the default): the released NCHW layout."""
-    if config.train.channels_last:
+    if config.train.channels_last and model.backbone is not None:
         model.backbone.to(memory_format=torch.channels_last)
         model.channels_last = True
     return model
@@ -171,6 +173,14 @@ def end_loader_workers():
         child.kill()
     for child in children:
         child.join(timeout=10)
+
+
+def build_split(benchmark, config, split):
+    """The benchmark's dataset of `split`; without image features (model.image_features false)
+    its samples carry no decoded image (LabelledCropDataset.with_images)."""
+    dataset = benchmark.build_dataset(config, split)
+    dataset.with_images = config.model.image_features
+    return dataset
 
 
 def make_loader(dataset, batch_size, config, device, sampler=None):
@@ -443,8 +453,8 @@ def fit(config, processes, logdir, resume=None, name=None):
                 write_config(folder, config)
         logger.info("experiment folder: %s (%d process(es), device %s)",
                     folder, processes.world_size, processes.device)
-        train_set = benchmark.build_dataset(config, "train")
-        val_set = benchmark.build_dataset(config, "val")
+        train_set = build_split(benchmark, config, "train")
+        val_set = build_split(benchmark, config, "val")
         logger.info("train: %d frames, val: %d frames", len(train_set), len(val_set))
 
         torch.manual_seed(config.seed)  # the model's initialisation
@@ -567,7 +577,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
         checkpoint = load_model_weights(model, checkpoint_path)
         logger.info("checkpoint %s (epoch %s)", checkpoint_path, checkpoint.get("epoch", "?"))
         apply_channels_last(model.to(processes.device), config)
-        dataset = benchmark.build_dataset(config, split)
+        dataset = build_split(benchmark, config, split)
         logger.info("evaluating on the %s split: %d frames, flip test %s", split, len(dataset),
                     "on" if config.val.flip_test else "off")
         evaluation, targets = evaluate(model, dataset, config, processes)
