@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULTS = {
     "title": "capf",         # experiment folders: <logdir>/<title>@<date-time>
+    # What train.py trains: "capf" (the 3D lifter, the released model) or "detector" (stage 1:
+    # the 2D heatmap detector whose backbone CA-PF freezes; the `detector` section, mvn/detector.py)
+    "task": "capf",
     "seed": 0,
     # PyTorch threads per process; 0: OMP_NUM_THREADS if set, else the process's cores less its
     # DataLoader workers (mvn/threads.py). Numbers are bit-identical only at equal thread counts.
@@ -103,6 +106,17 @@ DEFAULTS = {
         # MPI-INF-3DHP: the printed MPJPE averages all 17 joints, the root (error 0) included,
         # as the released code does (Q5); false: the 16 others.
         "root_in_mpjpe": True,
+    },
+    # Stage 1 (task: detector, mvn/detector.py): the 2D heatmap detector, the public HRNet pose
+    # recipe. It trains model.backbone.type (an HRNet) with a 1x1 heatmap head, starting from
+    # model.backbone.pretrained ("": the published COCO file, fine-tuned; "none": from scratch);
+    # train.n_epochs / batch_size / flip_augmentation and val.flip_test / batch_size apply.
+    "detector": {
+        "lr": 0.001,               # Adam, no weight decay (as the recipe builds it)
+        "lr_steps": [170, 200],    # epochs (0-based) from which the lr is x lr_factor once more
+        "lr_factor": 0.1,
+        "sigma_px": 2.0,           # the target Gaussian's standard deviation, heatmap pixels
+        "pck_threshold_px": 10.0,  # PCK: the share of joints within this full-frame distance
     },
     "loss": {
         "grad_clip": 0.0,        # > 0: clip gradient norm at grad_clip / train.volume_net_lr
@@ -226,6 +240,9 @@ def _validate(config, source):
     if config["model"]["backbone"]["bn_mode"] not in ("eval", "train"):
         raise ConfigError("%s: model.backbone.bn_mode must be 'eval' or 'train', got '%s'"
                           % (source, config["model"]["backbone"]["bn_mode"]))
+    if config["task"] not in ("capf", "detector"):
+        raise ConfigError("%s: task must be 'capf' (the 3D lifter) or 'detector' (the 2D "
+                          "detector stage), got '%s'" % (source, config["task"]))
     if config["dataset"]["format"] not in ("pkl", "store"):
         raise ConfigError("%s: dataset.format must be 'pkl' or 'store', got '%s'"
                           % (source, config["dataset"]["format"]))

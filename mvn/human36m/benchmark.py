@@ -3,6 +3,8 @@ or the frame store), the per-action protocol and the published checkpoint."""
 import os
 
 from mvn.benchmark import Benchmark, Evaluation, split_files
+from mvn.errors import CAPFError
+from mvn.geometry import crop_to_frame_affines
 from mvn.human36m.dataset import Human36MDataset, Human36MStoreDataset
 from mvn.human36m.facts import ACTION_NAMES, SKELETON
 from mvn.human36m.protocol import format_table, per_action_errors, save_table
@@ -51,7 +53,21 @@ def published_checkpoint(backbone_type):
     return PUBLISHED_CHECKPOINT
 
 
+def truth_2d(dataset):
+    """The labels' ground-truth 2D joints in crop pixels (`joints_2d_gt_crop`) and each crop's
+    map back to the frame (from its box centre and scale)."""
+    labels = dataset.labels
+    if labels.keypoints_2d_truth_crop is None:
+        raise CAPFError("%s holds no ground-truth 2D joints (joints_2d_gt_crop), which the 2D "
+                        "detector trains on: regenerate the labels with "
+                        "H36M-Toolbox/generate_labels_h36m.py (and the store from them)"
+                        % (getattr(dataset, "labels_path", None)
+                           or getattr(dataset, "path", "the labels")))
+    return labels.keypoints_2d_truth_crop, crop_to_frame_affines(labels.center, labels.scale)
+
+
 BENCHMARK = Benchmark(
     name="human36m", skeleton=SKELETON, unit_mm=1000.0, build_dataset=build_dataset,
     evaluate=evaluate, format_evaluation=format_evaluation, save_evaluation=save_evaluation,
-    picture_groups=picture_groups, published_checkpoint=published_checkpoint)
+    picture_groups=picture_groups, published_checkpoint=published_checkpoint,
+    truth_2d=truth_2d)

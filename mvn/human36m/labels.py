@@ -52,12 +52,17 @@ class LabelColumns:
     subaction: np.ndarray           # (N,) int16, 1..2
     camera_id: np.ndarray           # (N,) int16, 0..3
     record: np.ndarray              # (N,) int64, the record's index in the label file
+    # (N, 17, 2) float32, the ground-truth 2D joints in crop pixels (`joints_2d_gt_crop`): what
+    # the 2D detector stage trains on and is scored against; None where the file lacks them.
+    keypoints_2d_truth_crop: np.ndarray = None
 
     def __len__(self):
         return len(self.image)
 
     def subset(self, index):
-        return LabelColumns(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+        return LabelColumns(**{name: None if getattr(self, name) is None
+                               else getattr(self, name)[index]
+                               for name in self.__dataclass_fields__})
 
 
 def records_to_columns(records, path="labels"):
@@ -86,6 +91,8 @@ def records_to_columns(records, path="labels"):
             subaction=np.array([r["subaction"] for r in records], dtype=np.int16),
             camera_id=np.array([r["camera_id"] for r in records], dtype=np.int16),
             record=np.arange(len(records), dtype=np.int64),
+            keypoints_2d_truth_crop=np.stack([r["joints_2d_gt_crop"] for r in records]).astype(
+                np.float32) if "joints_2d_gt_crop" in first else None,
         )
     except (KeyError, ValueError, TypeError) as error:
         raise LabelError("%s: a record is malformed (%s: %s)"
