@@ -172,3 +172,29 @@ def test_two_process_evaluation_gives_the_one_process_table(trained_detector, tm
     with open(os.path.join(folder, "best_evaluation.json")) as f:
         assert json.load(f) == one  # --eval of the best epoch: the table training saved
     assert "PCK@10px" in result.stderr and "Directions" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_resumed_detector_run_reproduces_the_uninterrupted_one(trained_detector, tmp_path):
+    """The same resume as CA-PF's (the one loop): a copy of the 1-epoch run continued to 2
+    epochs ends with the weights and history of a straight 2-epoch run."""
+    import shutil
+    root, folder = trained_detector
+    resumed = str(tmp_path / "resumed" / os.path.basename(folder))
+    shutil.copytree(folder, resumed)
+    assert train_cli.main(["--config", CONFIG, "--logdir", str(tmp_path / "resumed"), "--device",
+                           "cpu", "--resume", resumed, "--opts"]
+                          + options(root, **{"train.n_epochs": 2})) == 0
+    straight = str(tmp_path / "straight")
+    assert train_cli.main(["--config", CONFIG, "--logdir", straight, "--device", "cpu", "--opts"]
+                          + options(root, **{"train.n_epochs": 2})) == 0
+    a = torch.load(os.path.join(only_folder(straight), "checkpoints", "last.bin"),
+                   weights_only=True)
+    b = torch.load(os.path.join(resumed, "checkpoints", "last.bin"), weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+    def without_speed(history):
+        return [{k: v for k, v in h.items() if k != "samples_per_s"} for h in history]
+    assert without_speed(a["history"]) == without_speed(b["history"])
