@@ -67,6 +67,9 @@ DEFAULTS = {
         # dataset.root: "error" (stop, naming them) or "drop" (leave them out, reported).
         "bad_records": "error",
         "allow_images_outside_root": False,  # absolute or '..' image paths in the labels
+        # The 2D joints CA-PF trains and evaluates on: "cpn" (the released labels' CPN
+        # detections) or the NAME of H36M-Toolbox/detect_2d.py --name NAME (Human3.6M, pkl).
+        "keypoints_2d": "cpn",
         # Use every n-th labelled frame (1 = all; the published protocol evaluates on all).
         "train_frame_stride": 1,
         "val_frame_stride": 1,

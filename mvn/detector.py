@@ -136,16 +136,23 @@ def build_model(config, device):
     return model.to(device)
 
 
-def load_for_evaluation(config, checkpoint_path, device):
-    """A detector checkpoint (best_epoch.bin / last.bin of a detector run, or its backbone.pth)."""
-    model = build_detector(config)
-    checkpoint = read_weights_file(checkpoint_path)
-    state_dict = extract_state_dict(checkpoint, checkpoint_path)
+def load_detector_weights(model, path):
+    """Load into a HeatmapDetector a detector run's checkpoint (best_epoch.bin / last.bin), its
+    backbone.pth, or a published HRNet COCO file (the same layout); returns the loaded dict."""
+    checkpoint = read_weights_file(path)
+    state_dict = extract_state_dict(checkpoint, path)
     if not any(k.startswith("backbone.") for k in state_dict):  # the published layout
         state_dict = {k if k.startswith(HEAD_PREFIX) else "backbone." + k: v
                       for k, v in state_dict.items()}
-    check_state_dict(model, state_dict, checkpoint_path, what="2D detector")
+    check_state_dict(model, state_dict, path, what="2D detector")
     model.load_state_dict(state_dict, strict=True)
+    return checkpoint
+
+
+def load_for_evaluation(config, checkpoint_path, device):
+    """A detector checkpoint (best_epoch.bin / last.bin of a detector run, or its backbone.pth)."""
+    model = build_detector(config)
+    checkpoint = load_detector_weights(model, checkpoint_path)
     return model.to(device), checkpoint if "epoch" in checkpoint else {}
 
 
@@ -204,11 +211,12 @@ def train_step(model, optimizer, batch, config, processes, flip_generator):
     return loss.detach()
 
 
-def detect(model, images, config, skeleton):
-    """(B, 256, 192, 3) prepared crops -> (B, 17, 2) joints in crop pixels (float32): the flip
-    test (val.flip_test), argmax + a quarter pixel, x 4."""
-    if config.val.flip_test:
-        heatmaps = flip_test_heatmaps(model, images, skeleton.flip_permutation)
+def detect(model, images, flip_permutation=None):
+    """(B, 256, 192, 3) prepared crops -> (B, J, 2) joints in crop pixels (float32): with the
+    flip test when `flip_permutation` (the heatmaps' left/right exchange) is given, argmax + a
+    quarter pixel, x 4."""
+    if flip_permutation is not None:
+        heatmaps = flip_test_heatmaps(model, images, flip_permutation)
     else:
         heatmaps = model(images)
     coords, _ = decode_heatmaps(heatmaps.float())
@@ -236,7 +244,8 @@ def evaluate(model, dataset, config, processes):
     def predict_batch(batch):
         images, joints = prepare_detector_batch(batch, config, processes.device)
         with autocast(config, processes.device):
-            return detect(raw, images, config, benchmark.skeleton), joints
+            flips = benchmark.skeleton.flip_permutation if config.val.flip_test else None
+            return detect(raw, images, flips), joints
 
     with torch.no_grad():
         predictions, truth = predict_in_shards(dataset, config, processes, predict_batch, (17, 2))

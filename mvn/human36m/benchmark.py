@@ -17,9 +17,14 @@ def build_dataset(config, split):
     d = config.dataset
     labels_path, stride = split_files(config, split)
     if d.format == "store":  # the store holds its own labels (made from the label files)
+        if d.keypoints_2d != "cpn":
+            raise CAPFError("dataset.keypoints_2d '%s' needs dataset.format pkl: the frame store "
+                            "holds the CPN joints of the label files it was made from"
+                            % d.keypoints_2d)
         return Human36MStoreDataset(d.store_path, split, frame_stride=stride)
     return Human36MDataset(d.root, labels_path, frame_stride=stride, bad_records=d.bad_records,
-                           allow_images_outside_root=d.allow_images_outside_root)
+                           allow_images_outside_root=d.allow_images_outside_root,
+                           keypoints_2d=d.keypoints_2d)
 
 
 def evaluate(predictions, targets, dataset, config):

@@ -65,14 +65,27 @@ class LabelColumns:
                                for name in self.__dataclass_fields__})
 
 
-def records_to_columns(records, path="labels"):
-    """Check that `records` is a label list and turn it into LabelColumns."""
+def keypoint_keys(keypoints_2d="cpn"):
+    """The record keys of the 2D joints called `keypoints_2d` (config dataset.keypoints_2d):
+    'cpn' -> joints_2d_cpn (screen-normalised) and joints_2d_cpn_crop (crop pixels); another
+    name, those H36M-Toolbox/detect_2d.py --name NAME added."""
+    return "joints_2d_%s" % keypoints_2d, "joints_2d_%s_crop" % keypoints_2d
+
+
+def records_to_columns(records, path="labels", keypoints_2d="cpn"):
+    """Check that `records` is a label list and turn it into LabelColumns, its 2D joints those
+    called `keypoints_2d` (`keypoint_keys`)."""
     if not isinstance(records, list) or not records:
         raise LabelError("%s holds %s, not a non-empty list of per-frame records"
                          % (path, type(records).__name__))
     first = records[0]
     if not isinstance(first, dict):
         raise LabelError("%s: records are %s, not dicts" % (path, type(first).__name__))
+    screen_key, crop_key = keypoint_keys(keypoints_2d)
+    if keypoints_2d != "cpn" and not (screen_key in first and crop_key in first):
+        raise LabelError("%s holds no 2D joints '%s' (%s, %s): make them with "
+                         "H36M-Toolbox/detect_2d.py --name %s, or set dataset.keypoints_2d to "
+                         "cpn" % (path, keypoints_2d, screen_key, crop_key, keypoints_2d))
     missing = [k for k in REQUIRED_KEYS if k not in first]
     if missing:
         raise LabelError("%s is not a CA-PF Human3.6M label file: its records lack %s (they have "
@@ -81,8 +94,8 @@ def records_to_columns(records, path="labels"):
     try:
         columns = LabelColumns(
             image=np.array([r["image"] for r in records], dtype=np.bytes_),
-            keypoints_2d=np.stack([r["joints_2d_cpn"] for r in records]).astype(np.float32),
-            keypoints_2d_crop=np.stack([r["joints_2d_cpn_crop"] for r in records]).astype(np.float32),
+            keypoints_2d=np.stack([r[screen_key] for r in records]).astype(np.float32),
+            keypoints_2d_crop=np.stack([r[crop_key] for r in records]).astype(np.float32),
             keypoints_3d=np.stack([r["joints_3d"] for r in records]).astype(np.float32),
             center=np.stack([np.asarray(r["center"]) for r in records]).astype(np.float64),
             scale=np.stack([np.asarray(r["scale"]) for r in records]).astype(np.float64),
@@ -205,10 +218,10 @@ def check_crop_size(columns, path, rows=16):
 
 
 def load_label_columns(path, frame_stride=1, bad_records="error",
-                       allow_images_outside_root=False):
+                       allow_images_outside_root=False, keypoints_2d="cpn"):
     """Read a published label pickle into columns, validated (`validate_label_columns`), then
     every `frame_stride`-th record. Each row keeps its record index in the file (`record`)."""
-    columns = records_to_columns(read_label_pickle(path), path)
+    columns = records_to_columns(read_label_pickle(path), path, keypoints_2d)
     columns = validate_label_columns(columns, path, bad_records, allow_images_outside_root)
     check_crop_size(columns, path)
     if frame_stride > 1:
