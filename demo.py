@@ -29,8 +29,8 @@ from mvn.human36m.facts import JOINT_NAMES, SKELETON
 from mvn.geometry import CROP_SHAPE, affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
 from mvn.images import ImageError, read_frame_bgr
-from mvn.models import BACKBONES, build_model, default_pretrained_path
-from mvn.models.weights import load_model_weights
+from mvn.models import BACKBONES, build_backbone, build_model, default_pretrained_path
+from mvn.models.weights import load_backbone_weights, load_model_weights
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DISPLAY_HEIGHT = 512  # output pictures: the frame scaled to this height, 3D views beside it
@@ -59,6 +59,10 @@ def parse_args(argv=None):
     parser.add_argument("--coco-weights",
                         help="HRNet COCO file with the heatmap head final_layer.* (default: "
                              "data/pretrained/<the backbone's published file>)")
+    parser.add_argument("--detector-joints", choices=("coco", "h36m"), default="coco",
+                        help="what the heatmaps of --coco-weights are: COCO keypoints (the "
+                             "published file, converted) or Human3.6M joints (a stage-1 "
+                             "detector's checkpoints/backbone.pth, train.py with task: detector)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
@@ -246,7 +250,12 @@ def load_models(config, args, coco_weights, device):
     model.to(device).eval()
     detector = None
     if coco_weights:
-        detector = load_coco_detector(model.backbone, coco_weights).to(device).eval()
+        backbone = model.backbone
+        if backbone is None:  # model.image_features false: the file's own backbone
+            backbone = build_backbone(config.model.backbone.type)
+            load_backbone_weights(backbone, coco_weights,
+                                  BACKBONES[config.model.backbone.type].head_prefixes)
+        detector = load_coco_detector(backbone, coco_weights).to(device).eval()
     return model, detector
 
 
@@ -262,8 +271,10 @@ def crop_persons(image, boxes_px, padding):
 
 
 @torch.no_grad()
-def estimate(model, detector, persons, config, device, use_flip_test):
-    """Fill 2D (full frame) and 3D joints into `persons`, a list of dicts of one batch."""
+def estimate(model, detector, persons, config, device, use_flip_test, detector_joints="coco"):
+    """Fill 2D (full frame) and 3D joints into `persons`, a list of dicts of one batch.
+    `detector_joints`: the detector's heatmaps are 'coco' keypoints (converted to the Human3.6M
+    joints) or already 'h36m' joints (a stage-1 detector)."""
     backbone = config.model.backbone.type
     crops = torch.from_numpy(np.stack([p["crop"] for p in persons])).to(device)
     images = prepare_images(crops, backbone)                       # (B, 256, 192, 3)
@@ -272,8 +283,11 @@ def estimate(model, detector, persons, config, device, use_flip_test):
         coco_crop, scores = detector.detect(images)                # (B, 17, 2) crop px, (B, 17)
         coco_px = np.stack([affine_transform_points(k, cv2.invertAffineTransform(m))
                             for k, m in zip(coco_crop.cpu().numpy(), affines)])  # frame px
-        joints_px = coco_to_h36m(coco_px)                          # (B, 17, 2)
-        joints_score = coco_scores_to_h36m(scores.cpu().numpy())
+        if detector_joints == "h36m":
+            joints_px, joints_score = coco_px, scores.cpu().numpy()
+        else:
+            joints_px = coco_to_h36m(coco_px)                      # (B, 17, 2)
+            joints_score = coco_scores_to_h36m(scores.cpu().numpy())
     else:
         joints_px = np.stack([p["keypoints_px"] for p in persons])
         joints_score = None
@@ -406,7 +420,8 @@ def run(args):
                             skipped, args.stop_on_bad_frame):
             persons = [p for _, _, people in group for p in people]
             if persons:
-                estimate(model, detector, persons, config, device, not args.no_flip_test)
+                estimate(model, detector, persons, config, device, not args.no_flip_test,
+                         args.detector_joints)
             for name, image, people in group:
                 pictures.write(name, compose_frame(image, people))
                 for person in people:

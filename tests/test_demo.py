@@ -267,3 +267,35 @@ def test_a_damaged_frame_is_skipped_with_a_warning_or_stops_the_run_keeping_the_
     assert last.startswith("demo.py: error: image ") and "b.jpg is damaged" in last
     poses = np.load(tmp_path / "stop" / "poses.npz")
     np.testing.assert_array_equal(poses["frame_names"], ["a.jpg"])
+
+
+def test_demo_takes_a_stage_1_detector_as_its_2d_head(tmp_path):
+    """A stage-1 detector's backbone.pth (Human3.6M heatmaps) with --detector-joints h36m: its
+    joints are used as they are (no COCO conversion), also for a model without image features
+    (no backbone of its own: the file's)."""
+    demo = load_demo()
+    from mvn.detector import HeatmapDetector, backbone_file_state, detect
+    from mvn.models import build_backbone
+    torch.manual_seed(0)
+    stage1 = HeatmapDetector(build_backbone("hrnet_tiny"), 17).eval()
+    weights = str(tmp_path / "backbone.pth")
+    torch.save(backbone_file_state(stage1), weights)
+    config = load_config(None, TINY_OVERRIDES + ["model.image_features=false"])
+    checkpoint = str(tmp_path / "best_epoch.bin")
+    torch.save({"model": build_model(config).state_dict()}, checkpoint)
+    args = demo.parse_args(["--config", "x.yaml", "--checkpoint", checkpoint, "--image", "x.jpg",
+                            "--out", str(tmp_path), "--coco-weights", weights,
+                            "--detector-joints", "h36m"])
+    assert args.detector_joints == "h36m"
+    model, detector = demo.load_models(config, args, weights, torch.device("cpu"))
+    assert model.backbone is None
+    image = draw_figure(640, 480, 300, 100, 50)
+    crops, affines = demo.crop_persons(image, np.array([[250, 60, 350, 330]]), 1.25)
+    persons = [{"crop": crops[0], "affine": affines[0], "size": (640, 480), "keypoints_px": None}]
+    demo.estimate(model, detector, persons, config, torch.device("cpu"), False, "h36m")
+    from mvn.batch import prepare_images
+    images = prepare_images(torch.from_numpy(crops), "hrnet_tiny")
+    with torch.no_grad():
+        expected_crop = detect(stage1, images)[0].numpy()  # (17, 2), no flip test
+    back = persons[0]["keypoints_2d_px"] @ affines[0][:, :2].T + affines[0][:, 2]
+    np.testing.assert_allclose(back, expected_crop, atol=1e-3)
