@@ -4,7 +4,9 @@ Read top to bottom. What the loop reproduces of the released code (lr, clipping,
 checkpoint format) is listed in docs/fidelity.md. Around it: the benchmark (dataset, protocol,
 skeleton) through mvn.benchmarks, processes and sharding in mvn/distributed.py, the experiment
 folder and its logs in mvn/experiment.py, the checkpoint files in mvn/checkpoint.py. train.py
-only parses the command line.
+only parses the command line. `fit` and `run_evaluation` run a `Task` (plain functions: model,
+optimiser, step, evaluation, epoch record): CA-PF's (CAPF_TASK, at the end of this file) or the
+2D detector stage's (mvn/detector.py), with the same run machinery.
 """
 import logging
 import math
@@ -253,15 +255,15 @@ def train_step(model, optimizer, batch, config, processes, flip_generator):
 
 
 def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=None,
-                    global_step=0, start_step=0, progress=None, on_step=None, step=None):
+                    global_step=0, start_step=0, progress=None, on_step=None, training_step=None):
     """One pass over the training split from step `start_step` (the loader yields the batches
-    from there on); returns statistics and the new global step. `step`: the task's training
-    step (default: CA-PF's `train_step`), called as train_step is.
+    from there on); returns statistics and the new global step. `training_step`: the task's
+    (default: CA-PF's `train_step`), called as train_step is.
 
     `progress` carries the epoch's sums so far (a resumed epoch reports the uninterrupted one's
     mean loss). After each step `on_step(step_done, progress)` may save, or stop the run."""
     model.train()
-    step_function = train_step if step is None else step
+    step_function = train_step if training_step is None else training_step
     max_steps = config.train.max_steps_per_epoch
     total = start_step + len(loader)
     total = total if max_steps <= 0 else min(max_steps, total)
@@ -551,7 +553,7 @@ def fit(config, processes, logdir, resume=None, name=None):
                 train_model, loader, optimizer, config, epoch, processes, writer, global_step,
                 start_step=start_step if first else 0, progress=progress if first else None,
                 on_step=lambda step, progress, epoch=epoch, lr=lr: after_step(
-                    run, epoch, step, lr, progress), step=task.train_step)
+                    run, epoch, step, lr, progress), training_step=task.train_step)
             evaluation, targets = task.evaluate(model, val_set, config, processes)
             task.end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets,
                               benchmark)
