@@ -128,6 +128,10 @@ def build_model(config, device):
     path = resolve_pretrained_path(config)
     if path is None:
         logger.warning("model.backbone.pretrained is none: the detector trains from scratch")
+    elif not os.path.isfile(path):
+        raise CAPFError("the detector's starting backbone %s not found: download the published "
+                        "file into data/pretrained/ (see README), set model.backbone.pretrained "
+                        "to a file, or to none to train from scratch" % path)
     else:
         dropped = load_backbone_weights(model.backbone, path,
                                         BACKBONES[config.model.backbone.type].head_prefixes)

@@ -198,3 +198,14 @@ def test_a_resumed_detector_run_reproduces_the_uninterrupted_one(trained_detecto
     def without_speed(history):
         return [{k: v for k, v in h.items() if k != "samples_per_s"} for h in history]
     assert without_speed(a["history"]) == without_speed(b["history"])
+
+
+def test_a_missing_starting_file_and_a_benchmark_without_2d_truth_are_one_line_errors(tmp_path):
+    from mvn.errors import CAPFError
+    from mvn.mpi_inf_3dhp.benchmark import BENCHMARK as MPI
+    config = load_config(CONFIG, ["model.backbone.pretrained=%s" % (tmp_path / "no.pth")])
+    with pytest.raises(CAPFError, match="no.pth not found"):
+        detector.build_model(config, torch.device("cpu"))
+    assert MPI.truth_2d is None
+    with pytest.raises(CAPFError, match="no ground-truth 2D joints"):
+        detector.build_split(MPI, config, "train")
