@@ -1,36 +1,41 @@
 """3D human poses from your own images, folders of images or videos with a trained CA-PF.
 
     python demo.py --config experiments/human36m/hrnet_32.yaml \
-        --checkpoint checkpoint/best_epoch.bin --images my_frames/ --boxes boxes.json --out results/
+        --checkpoint checkpoint/best_epoch.bin --video my_video.mp4 --out results/
 
-Per person: the box -> a 256x192 crop; 2D joints from the HRNet backbone's COCO heatmap head
-(`--coco-weights`, the published pose_hrnet_w32_256x192.pth), converted to the Human3.6M
-skeleton (mvn/coco.py), or read from `--keypoints`; then CA-PF (with flip test) -> 17 joints in
-3D, root-relative, camera frame, metres. Writes a picture per image (an MP4 for a video) and
-poses.npz / poses.json. See docs/demo.md for the file formats.
+The people: found by a person detector (torchvision's Keypoint R-CNN by default,
+mvn/person_detector.py), or given as boxes (`--boxes`) or 2D joints (`--keypoints`, any of the
+formats of mvn/keypoint_formats.py). Per person: the box -> a 256x192 crop; 2D joints from the
+HRNet backbone's COCO heatmap head (`--coco-weights`, the published pose_hrnet_w32_256x192.pth),
+from the person detector (`--joints-from detector`) or the file, converted to Human3.6M's 17;
+then CA-PF (with flip test) -> 17 joints in 3D, root-relative, camera frame, metres
+(mvn/pipeline.py, the Python API). People keep a track id across frames (mvn/tracking.py).
+Writes a picture per image (an MP4 for a video) and poses.npz / poses.json. See docs/demo.md.
 """
 import argparse
 import json
 import os
 import sys
+import time
+from queue import Queue
+from threading import Thread
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from mvn import vis
-from mvn.batch import predict_pose, prepare_images
-from mvn.coco import box_from_keypoints, box_to_center_scale, coco_scores_to_h36m, \
-    coco_to_h36m, load_coco_detector
+from mvn import keypoint_formats, vis
+from mvn.coco import load_coco_detector
 from mvn.config import load_config
 from mvn.errors import CAPFError, DeviceError, run_main
 from mvn.human36m.facts import JOINT_NAMES, SKELETON
-from mvn.geometry import CROP_SHAPE, affine_transform_points, crop_image, get_affine_transform, \
-    normalize_screen_coordinates
 from mvn.images import ImageError, read_frame_bgr
-from mvn.models import BACKBONES, build_backbone, build_model, default_pretrained_path
-from mvn.models.weights import load_backbone_weights, load_model_weights
+from mvn.models import BACKBONES, build_model, default_pretrained_path
+from mvn.models.weights import load_model_weights
+from mvn.person_detector import DETECTORS, load_person_detector
+from mvn.pipeline import JOINT_SOURCES, PipelineError, PosePipeline
+from mvn.tracking import Tracker
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DISPLAY_HEIGHT = 512  # output pictures: the frame scaled to this height, 3D views beside it
@@ -52,24 +57,44 @@ def parse_args(argv=None):
     source.add_argument("--image", help="one image")
     source.add_argument("--images", help="a folder of images (sorted by name)")
     source.add_argument("--video", help="a video file (written back as MP4)")
-    parser.add_argument("--boxes", help="person boxes per frame, x1 y1 x2 y2 pixels (.json/.npz)")
+    parser.add_argument("--boxes", help="person boxes per frame, x1 y1 x2 y2 pixels (.json/.npz); "
+                        "without --boxes and --keypoints a person detector finds them")
     parser.add_argument("--keypoints",
-                        help="2D joints per frame, Human3.6M 17-joint order, pixels (.json/.npz); "
+                        help="2D joints per frame, pixels (.json/.npz), in --keypoint-format; "
                              "used instead of the COCO heatmap head")
+    parser.add_argument("--keypoint-format", default="h36m", choices=keypoint_formats.FORMATS,
+                        help="the --keypoints file's joints: h36m (17, Human3.6M order), coco "
+                             "(17), halpe26, openpose25 (BODY_25), mediapipe33 (in pixels); "
+                             "converted to Human3.6M's 17 (mvn/keypoint_formats.py)")
+    parser.add_argument("--person-detector", choices=tuple(DETECTORS), default="keypointrcnn",
+                        help="torchvision's detector that finds the people when no --boxes or "
+                             "--keypoints are given (mvn/person_detector.py)")
+    parser.add_argument("--detector-weights",
+                        help="its weights file (offline machines; default: torchvision's file, "
+                             "fetched once into the torch.hub cache)")
+    parser.add_argument("--score-threshold", type=float, default=0.8,
+                        help="a detected person's lowest score")
+    parser.add_argument("--max-people", type=int, default=10, help="people per frame, at most")
+    parser.add_argument("--min-box-px", type=float, default=48,
+                        help="a detected person's smallest box height in pixels")
+    parser.add_argument("--joints-from", choices=JOINT_SOURCES, default="head",
+                        help="2D joints from the backbone's COCO heatmap head, or from the person "
+                             "detector's own keypoints (keypointrcnn)")
     parser.add_argument("--coco-weights",
                         help="HRNet COCO file with the heatmap head final_layer.* (default: "
                              "data/pretrained/<the backbone's published file>)")
-    parser.add_argument("--detector-joints", choices=("coco", "h36m"), default="coco",
-                        help="what the heatmaps of --coco-weights are: COCO keypoints (the "
-                             "published file, converted) or Human3.6M joints (a stage-1 "
-                             "detector's checkpoints/backbone.pth, train.py with task: detector)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true",
+                        help="bfloat16 autocast for the networks (faster on recent GPUs and CPUs)")
     parser.add_argument("--batch-size", type=int, default=32, help="persons per forward pass")
     parser.add_argument("--box-padding", type=float, default=1.25,
                         help="box enlargement before cropping (HRNet's 1.25)")
     parser.add_argument("--no-flip-test", action="store_true", help="one forward pass, no mirror")
+    parser.add_argument("--max-gap-frames", type=int, default=5,
+                        help="a person missed for up to this many frames keeps their track id "
+                             "(mvn/tracking.py); frames of --images are a sequence in name order")
     parser.add_argument("--stop-on-bad-frame", action="store_true",
                         help="stop at a missing or damaged image (default: skip it, warn)")
     return parser.parse_args(argv)
@@ -149,17 +174,20 @@ class PictureWriter:
 
 
 class PerFrame:
-    """Boxes (P, 4) or 2D joints (P, 17, 2) per frame, read from a JSON or NPZ file.
+    """Boxes (P, 4) or 2D joints per frame, read from a JSON or NPZ file; joints are given as K
+    keypoints of `keypoint_format` (K = 17 for h36m and coco, 25 openpose25 ...) and returned
+    converted to Human3.6M's (P, 17, 2).
 
     JSON: an object {frame key: entry} or a list with one entry per frame, in order; a key is the
     image file name (with or without its extension) or the 0-based frame index as text; an entry
     is one box / one pose, or a list of them ([] = nobody). NPZ: an array `boxes` (N, 4) or
-    (N, P, 4) (resp. `keypoints` (N, 17, 2) or (N, P, 17, 2); rows of NaN = no person), one per
+    (N, P, 4) (resp. `keypoints` (N, K, 2) or (N, P, K, 2); rows of NaN = no person), one per
     frame in order, or matched by name through an optional `names` (N,) array."""
 
-    def __init__(self, path, kind):
-        self.path, self.kind = path, kind
-        self.shape = (4,) if kind == "boxes" else (17, 2)
+    def __init__(self, path, kind, keypoint_format="h36m"):
+        self.path, self.kind, self.keypoint_format = path, kind, keypoint_format
+        self.shape = ((4,) if kind == "boxes"
+                      else (keypoint_formats.num_keypoints(keypoint_format), 2))
         if not os.path.isfile(path):
             raise DemoError("%s file %s does not exist" % (kind, path))
         if path.lower().endswith(".npz"):
@@ -198,7 +226,7 @@ class PerFrame:
             raise DemoError("%s: the %s of frame '%s' are not numbers"
                             % (self.path, self.kind, name)) from None
         if array.size == 0:
-            return np.zeros((0,) + self.shape)
+            return np.zeros((0,) + self.output_shape)
         if self.kind == "boxes" and array.shape[-1] == 5:     # x1, y1, x2, y2, score
             array = array[..., :4]
         if self.kind == "keypoints" and array.shape[-1] == 3:  # x, y, score
@@ -206,10 +234,19 @@ class PerFrame:
         if array.shape == self.shape:
             array = array[None]
         if array.shape[1:] != self.shape:
+            what = self.kind if self.kind == "boxes" else "%s keypoints" % self.keypoint_format
             raise DemoError("%s: the %s of frame '%s' have shape %s; expected %s or (persons, %s)"
-                            % (self.path, self.kind, name, array.shape, self.shape,
+                            % (self.path, what, name, array.shape, self.shape,
                                ", ".join(map(str, self.shape))))
-        return array[np.isfinite(array).reshape(len(array), -1).all(axis=1)]
+        array = array[np.isfinite(array).reshape(len(array), -1).all(axis=1)]
+        if self.kind == "keypoints":
+            array = keypoint_formats.to_h36m(array, self.keypoint_format)  # (P, 17, 2)
+        return array
+
+    @property
+    def output_shape(self):
+        """What get() returns per person: a box (4,) or Human3.6M's joints (17, 2)."""
+        return (4,) if self.kind == "boxes" else (17, 2)
 
 
 # ----------------------------------------------------------------------------------- model
@@ -217,15 +254,16 @@ class PerFrame:
 def check_files(args, config):
     """One-line errors for what is missing, before anything heavy is built."""
     backbone = config.model.backbone.type
-    if not args.boxes and not args.keypoints:
-        raise DemoError("give the persons: --boxes FILE (x1, y1, x2, y2 per person and frame, for "
-                        "the COCO 2D detector) or --keypoints FILE (Human3.6M 2D joints)")
+    if args.joints_from == "detector" and (args.keypoints or args.boxes
+                                           or args.person_detector != "keypointrcnn"):
+        raise DemoError("--joints-from detector takes the joints of the keypointrcnn person "
+                        "detector: use it without --boxes and --keypoints")
     if not os.path.isfile(args.checkpoint):
         raise DemoError("checkpoint %s not found. Pass --checkpoint with the file of a trained "
                         "CA-PF: train.py writes <logdir>/<experiment>/checkpoints/best_epoch.bin; "
                         "the published model goes to checkpoint/best_epoch.bin (see README)"
                         % args.checkpoint)
-    if args.keypoints:
+    if args.keypoints or args.joints_from == "detector":
         return None
     if not backbone.startswith("hrnet"):
         raise DemoError("the 2D detector is HRNet's COCO heatmap head, and this model's backbone "
@@ -244,68 +282,6 @@ def check_files(args, config):
     return coco_weights
 
 
-def load_models(config, args, coco_weights, device):
-    model = build_model(config)
-    load_model_weights(model, args.checkpoint)
-    model.to(device).eval()
-    detector = None
-    if coco_weights:
-        backbone = model.backbone
-        if backbone is None:  # model.image_features false: the file's own backbone
-            backbone = build_backbone(config.model.backbone.type)
-            load_backbone_weights(backbone, coco_weights,
-                                  BACKBONES[config.model.backbone.type].head_prefixes)
-        detector = load_coco_detector(backbone, coco_weights).to(device).eval()
-    return model, detector
-
-
-# ----------------------------------------------------------------------------------- poses
-
-def crop_persons(image, boxes_px, padding):
-    """Crops (P, 256, 192, 3) uint8 and affines (P, 2, 3) of the persons in `boxes_px` (P, 4)."""
-    centers, scales = box_to_center_scale(boxes_px, padding)
-    crops = [crop_image(image, c, s) for c, s in zip(centers, scales)]
-    affines = [get_affine_transform(c, s) for c, s in zip(centers, scales)]
-    return (np.stack(crops) if crops else np.zeros((0,) + CROP_SHAPE + (3,), np.uint8),
-            np.stack(affines) if affines else np.zeros((0, 2, 3)))
-
-
-@torch.no_grad()
-def estimate(model, detector, persons, config, device, use_flip_test, detector_joints="coco"):
-    """Fill 2D (full frame) and 3D joints into `persons`, a list of dicts of one batch.
-    `detector_joints`: the detector's heatmaps are 'coco' keypoints (converted to the Human3.6M
-    joints) or already 'h36m' joints (a stage-1 detector)."""
-    backbone = config.model.backbone.type
-    crops = torch.from_numpy(np.stack([p["crop"] for p in persons])).to(device)
-    images = prepare_images(crops, backbone)                       # (B, 256, 192, 3)
-    affines = np.stack([p["affine"] for p in persons])             # (B, 2, 3)
-    if detector is not None:
-        coco_crop, scores = detector.detect(images)                # (B, 17, 2) crop px, (B, 17)
-        coco_px = np.stack([affine_transform_points(k, cv2.invertAffineTransform(m))
-                            for k, m in zip(coco_crop.cpu().numpy(), affines)])  # frame px
-        if detector_joints == "h36m":
-            joints_px, joints_score = coco_px, scores.cpu().numpy()
-        else:
-            joints_px = coco_to_h36m(coco_px)                      # (B, 17, 2)
-            joints_score = coco_scores_to_h36m(scores.cpu().numpy())
-    else:
-        joints_px = np.stack([p["keypoints_px"] for p in persons])
-        joints_score = None
-    joints_crop = np.stack([affine_transform_points(j, m) for j, m in zip(joints_px, affines)])
-    keypoints_2d = np.stack([normalize_screen_coordinates(j, *p["size"])   # (B, 17, 2)
-                             for j, p in zip(joints_px, persons)])
-    inputs = (images,
-              torch.as_tensor(keypoints_2d, dtype=torch.float32, device=device),
-              torch.as_tensor(joints_crop, dtype=torch.float32, device=device))
-    joints_3d = predict_pose(model, *inputs, use_flip_test,
-                             skeleton=SKELETON).cpu().numpy()  # (B, 17, 3)
-    for slot, person in enumerate(persons):
-        person["keypoints_2d_px"] = joints_px[slot]
-        person["keypoints_3d_m"] = joints_3d[slot]
-        if joints_score is not None:
-            person["keypoints_2d_score"] = joints_score[slot]
-
-
 def compose_frame(image, persons):
     """BGR picture: the frame with every person's 2D skeleton, their 3D views on the right."""
     for person in persons:
@@ -319,7 +295,7 @@ def compose_frame(image, persons):
         row_height = max(DISPLAY_HEIGHT // len(persons), MIN_VIEW_ROW_HEIGHT)
         views = np.concatenate([
             vis.render_pose_3d(p["keypoints_3d_m"], None,
-                               "person %d" % p["person_index"] if len(persons) > 1 else None,
+                               "person %d" % p["track_id"] if len(persons) > 1 else None,
                                size_px=(VIEWS_WIDTH, row_height), skeleton=SKELETON)
             for p in persons])[:, :, ::-1]                           # (P * row, 512, 3) BGR
         views = np.ascontiguousarray(views)
@@ -338,7 +314,9 @@ def write_poses(out, records, with_scores):
         "frame_names": np.array([r["frame_name"] for r in records], dtype=str),
         "frame_index": np.array([r["frame_index"] for r in records], dtype=np.int64),
         "person_index": np.array([r["person_index"] for r in records], dtype=np.int64),
+        "track_id": np.array([r["track_id"] for r in records], dtype=np.int64),
         "boxes_px": np.array([r["box_px"] for r in records]).reshape(n, 4),
+        "box_score": np.array([r["box_score"] for r in records], dtype=np.float64),
         "image_size": np.array([r["size"] for r in records], dtype=np.int64).reshape(n, 2),
         "keypoints_2d_px": np.array([r["keypoints_2d_px"] for r in records]).reshape(n, 17, 2),
         "keypoints_3d_m": np.array([r["keypoints_3d_m"] for r in records]).reshape(n, 17, 3),
@@ -355,7 +333,30 @@ def write_poses(out, records, with_scores):
         json.dump(document, f)
 
 
-def chunks(frames, boxes, keypoints, padding, batch_size, skipped, stop_on_bad_frame=False):
+def prefetch(frames, depth=8):
+    """The frames iterator read ahead in a background thread (decoding overlaps the networks);
+    an exception while reading is raised here, in order."""
+    queue = Queue(maxsize=depth)
+    done = object()
+
+    def read():
+        try:
+            for item in frames:
+                queue.put(item)
+        except BaseException as error:  # handed to the consumer, raised there
+            queue.put(error)
+        queue.put(done)
+    Thread(target=read, daemon=True, name="demo-frames").start()
+    while True:
+        item = queue.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def chunks(frames, boxes, keypoints, pipeline, batch_size, skipped, stop_on_bad_frame=False):
     """Frames with their persons (crops made), grouped so that each group holds at least
     `batch_size` persons (the last group: the rest). A frame that could not be read (an
     ImageError in place of the image) is skipped with a warning and its name appended to
@@ -369,22 +370,14 @@ def chunks(frames, boxes, keypoints, padding, batch_size, skipped, stop_on_bad_f
                        file=sys.stderr)
             skipped.append(name)
             continue
-        height, width = image.shape[:2]
-        if keypoints is not None:
-            joints_px = keypoints.get(index, name)
-            frame_boxes = boxes.get(index, name) if boxes is not None \
-                else box_from_keypoints(joints_px)
-            if len(frame_boxes) != len(joints_px):
-                raise DemoError("frame '%s': %d boxes but %d poses" % (name, len(frame_boxes),
-                                                                       len(joints_px)))
-        else:
-            frame_boxes, joints_px = boxes.get(index, name), None
-        crops, affines = crop_persons(image, frame_boxes, padding)
-        people = [{"frame_name": name, "frame_index": index, "person_index": p,
-                   "size": (width, height), "box_px": frame_boxes[p], "crop": crops[p],
-                   "affine": affines[p],
-                   "keypoints_px": None if joints_px is None else joints_px[p]}
-                  for p in range(len(frame_boxes))]
+        frame_boxes = None if boxes is None else boxes.get(index, name)
+        joints_px = None if keypoints is None else keypoints.get(index, name)
+        try:
+            people = pipeline.people(image, frame_boxes, joints_px)
+        except PipelineError as error:
+            raise DemoError("frame '%s': %s" % (name, error)) from None
+        for p, person in enumerate(people):
+            person.update(frame_name=name, frame_index=index, person_index=p)
         group.append((name, image, people))
         persons += len(people)
         if persons >= batch_size:
@@ -392,6 +385,21 @@ def chunks(frames, boxes, keypoints, padding, batch_size, skipped, stop_on_bad_f
             group, persons = [], 0
     if group:
         yield group
+
+
+def build_pipeline(args, config, coco_weights, device):
+    person_detector = None
+    if not args.boxes and not args.keypoints:
+        person_detector = load_person_detector(
+            args.person_detector, device, args.detector_weights,
+            score_threshold=args.score_threshold, max_people=args.max_people,
+            min_box_px=args.min_box_px)
+    model = build_model(config)
+    load_model_weights(model, args.checkpoint)
+    coco_detector = load_coco_detector(model.backbone, coco_weights) if coco_weights else None
+    return PosePipeline(model, config, device, coco_detector, person_detector,
+                        joints_from=args.joints_from, flip_test=not args.no_flip_test,
+                        box_padding=args.box_padding, amp=args.amp)
 
 
 def run(args):
@@ -402,27 +410,33 @@ def run(args):
                           "--device cpu")
     names, count, fps, frames = list_frames(args)
     boxes = PerFrame(args.boxes, "boxes") if args.boxes else None
-    keypoints = PerFrame(args.keypoints, "keypoints") if args.keypoints else None
+    keypoints = (PerFrame(args.keypoints, "keypoints", args.keypoint_format) if args.keypoints
+                 else None)
     if names is not None:  # images: every frame's entry is checked before any work
         for index, name in enumerate(names):
             for per_frame in (boxes, keypoints):
                 if per_frame is not None:
                     per_frame.get(index, name)
     device = torch.device(args.device)
-    model, detector = load_models(config, args, coco_weights, device)
+    pipeline = build_pipeline(args, config, coco_weights, device)
     os.makedirs(args.out, exist_ok=True)
 
     records, skipped = [], []
+    tracker = Tracker(max_gap_frames=args.max_gap_frames)
     pictures = PictureWriter(args.out, args.video, fps)
     bar = tqdm(total=count or None, desc="frames", unit="frame", dynamic_ncols=True)
+    started = time.perf_counter()
     try:
-        for group in chunks(frames, boxes, keypoints, args.box_padding, args.batch_size,
+        for group in chunks(prefetch(frames), boxes, keypoints, pipeline, args.batch_size,
                             skipped, args.stop_on_bad_frame):
-            persons = [p for _, _, people in group for p in people]
-            if persons:
-                estimate(model, detector, persons, config, device, not args.no_flip_test,
-                         args.detector_joints)
+            pipeline.estimate([p for _, _, people in group for p in people])
             for name, image, people in group:
+                if people:
+                    ids = tracker.update(people[0]["frame_index"],
+                                         np.stack([p["box_px"] for p in people]),
+                                         np.stack([p["keypoints_2d_px"] for p in people]))
+                    for person, track_id in zip(people, ids):
+                        person["track_id"] = int(track_id)
                 pictures.write(name, compose_frame(image, people))
                 for person in people:
                     del person["crop"], person["affine"], person["keypoints_px"]
@@ -431,12 +445,17 @@ def run(args):
     finally:  # whatever ends the run, the poses of every finished frame are written
         bar.close()
         pictures.close()
-        write_poses(args.out, records, with_scores=detector is not None)
+        write_poses(args.out, records, with_scores=any(r["keypoints_2d_score"] is not None
+                                                       for r in records))
+    seconds = max(time.perf_counter() - started, 1e-9)
     print("%d person(s) in %d frame(s) -> %s%s" % (
         len(records), bar.n, args.out,
         "; %d unreadable frame(s) skipped: %s" % (len(skipped), ", ".join(skipped[:5])
                                                    + (", ..." if len(skipped) > 5 else ""))
         if skipped else ""))
+    print("%.1f s: %.2f frames/s, %.2f people/s (%s%s, models built before the clock starts, "
+          "pictures included)" % (seconds, bar.n / seconds, len(records) / seconds, device,
+                                  ", bf16 autocast" if args.amp else ""))
 
 
 def main(argv=None):

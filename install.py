@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 from mvn.errors import CAPFError, run_main
+from mvn.versions import torchvision_for
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 LOCK = "requirements.lock"
@@ -101,13 +102,35 @@ def install_torch(version):
                   "machine without a GPU this may be the large CUDA build)", flush=True)
 
 
-def install(latest=False):
+def torchvision_commands(torch_version, nvidia_gpu):
+    """The pip commands that install the torchvision built for torch `torch_version` (the
+    person detector of demo.py), from the index torch came from, tried in order."""
+    release = torchvision_for(torch_version)
+    if release is None:
+        raise InstallError("no torchvision release is known for torch %s (mvn/versions.py)"
+                           % torch_version)
+    pip, spec = pip_command(), "torchvision==%s.*" % release
+    if nvidia_gpu or "+cpu" not in torch_version:
+        return [pip + ["--no-deps", spec]]
+    return [pip + ["--no-deps", spec, "--index-url", TORCH_CPU_INDEX, "--timeout", "20",
+                   "--retries", "1"]]
+
+
+def install_torchvision():
+    torch_version = installed_version("torch")
+    for command in torchvision_commands(torch_version, has_nvidia_gpu()):
+        run(command)
+
+
+def install(latest=False, person_detector=False):
     install_torch(locked_version("torch"))
     if latest:
         run(pip_command() + ["--upgrade", "-r", RANGES])
     else:
         run(pip_command() + ["-r", LOCK])
     run(pip_command() + ["--no-deps", "-e", "."])
+    if person_detector:
+        install_torchvision()
 
 
 def main(argv=None):
@@ -115,11 +138,14 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latest", action="store_true",
                         help="the newest versions %s allows instead of %s" % (RANGES, LOCK))
+    parser.add_argument("--person-detector", action="store_true",
+                        help="also torchvision, for demo.py's person detector (the release built "
+                             "for the installed torch, from the same index)")
     args = parser.parse_args(argv)
     if sys.prefix == sys.base_prefix and not os.environ.get("CONDA_PREFIX"):
         print("note: %s is not a virtual environment; the packages go into its site-packages"
               % sys.executable, flush=True)
-    return run_main(lambda: install(args.latest), "install.py")
+    return run_main(lambda: install(args.latest, args.person_detector), "install.py")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ def parse_args(argv=None):
                         help="continue the experiment folder (or its checkpoints/last.bin) at the "
                              "exact step it stopped; 'auto': the folder --name names, continued "
                              "if it exists, else started (for schedulers and torchrun restarts)")
+    parser.add_argument("--start-over", dest="start_over", action="store_true",
+                        help="with --resume: when the folder has no intact checkpoint left "
+                             "(damaged or missing) but holds results, train it from the "
+                             "beginning, replacing them (without it such a resume is refused)")
     parser.add_argument("--name", help="experiment (or --eval) folder name under --logdir "
                                        "(default: <title>@<date-time>); with --resume auto, "
                                        "required")
@@ -81,20 +85,71 @@ def default_checkpoint(config):
     return benchmarks.get(config.dataset.name).published_checkpoint(config.model.backbone.type)
 
 
-def resume_hint(argv, folder):
-    """The command line to continue a stopped run: the same arguments, --resume FOLDER."""
+TORCH_LAUNCHER_MODULES = ("torch.distributed.run", "torch.distributed.launch")
+
+
+def parent_command_line():
+    """The command line of this process's parent (the torchrun agent for a torchrun worker),
+    or None where /proc does not tell."""
+    try:
+        with open("/proc/%d/cmdline" % os.getppid(), "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return None
+    return [w.decode(errors="replace") for w in words if w]
+
+
+def launcher_words(environ, parent_argv, script="train.py"):
+    """How train.py was launched, as the words before it: ['python'] for a plain process; for a
+    torchrun (or python -m torch.distributed.run / launch) worker, the launcher and its options
+    as the agent's command line (`parent_argv`) has them, else rebuilt from the variables
+    torchrun sets (GROUP_WORLD_SIZE nodes, LOCAL_WORLD_SIZE processes per node)."""
+    if "TORCHELASTIC_RUN_ID" not in environ and int(environ.get("WORLD_SIZE", "1")) <= 1:
+        return ["python"]
+    words = parent_argv or []
+    for index, word in enumerate(words):
+        if os.path.basename(word) == "torchrun":
+            launcher, start = ["torchrun"], index + 1
+        elif (word == "-m" and index + 1 < len(words)
+              and words[index + 1] in TORCH_LAUNCHER_MODULES):
+            launcher, start = ["python", "-m", words[index + 1]], index + 2
+        else:
+            continue
+        for end in range(start, len(words)):
+            if os.path.basename(words[end]) == os.path.basename(script):
+                return launcher + words[start:end]
+        break
+    rebuilt = ["torchrun"]
+    if environ.get("GROUP_WORLD_SIZE", "1") != "1":
+        rebuilt.append("--nnodes=%s" % environ["GROUP_WORLD_SIZE"])
+    rebuilt.append("--nproc_per_node=%s" % environ.get("LOCAL_WORLD_SIZE",
+                                                       environ.get("WORLD_SIZE", "1")))
+    if environ.get("TORCHELASTIC_MAX_RESTARTS", "0") != "0":
+        rebuilt.append("--max-restarts=%s" % environ["TORCHELASTIC_MAX_RESTARTS"])
+    return rebuilt
+
+
+def resume_hint(argv, folder, environ=None, parent_argv=None):
+    """The command line to continue a stopped run: the launcher it was started with
+    (launcher_words; reconstructed, not recorded), the same arguments, --resume FOLDER."""
+    environ = os.environ if environ is None else environ
+    if parent_argv is None and "TORCHELASTIC_RUN_ID" in environ:
+        parent_argv = parent_command_line()
     args, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg in ("--resume", "--name"):
-            skip = True
+        if arg in ("--resume", "--name", "--local_rank", "--local-rank"):
+            skip = True     # the launcher passes --local-rank itself (torch.distributed.launch)
             continue
-        if not arg.startswith(("--resume=", "--name=")):
+        if not arg.startswith(("--resume=", "--name=", "--local_rank=", "--local-rank=")):
             args.append(arg)
-    return "python train.py %s --resume %s" % (" ".join(shlex.quote(a) for a in args),
-                                              shlex.quote(folder))
+    launcher = launcher_words(environ, parent_argv)
+    nodes = environ.get("GROUP_WORLD_SIZE", "1")
+    return "%s train.py %s --resume %s%s" % (
+        " ".join(shlex.quote(w) for w in launcher), " ".join(shlex.quote(a) for a in args),
+        shlex.quote(folder), "" if nodes == "1" else " (on each of the %s nodes)" % nodes)
 
 
 def main(argv=None):
@@ -107,6 +162,9 @@ def main(argv=None):
 
     processes = None
     try:
+        if args.start_over and not args.resume:
+            raise CAPFError("--start-over is for a resume: pass it with --resume FOLDER (or "
+                            "--resume auto --name NAME)")
         config = config_from_args(args, warn=warn_once)
         if args.eval:
             checkpoint = find_checkpoint(args.checkpoint or default_checkpoint(config),
@@ -117,7 +175,8 @@ def main(argv=None):
             engine.run_evaluation(config, processes, args.logdir, checkpoint, args.eval_dataset,
                                   name=args.name)
         else:
-            engine.fit(config, processes, args.logdir, resume=args.resume, name=args.name)
+            engine.fit(config, processes, args.logdir, resume=args.resume, name=args.name,
+                       start_over=args.start_over)
         # Every rank done before the group is torn down: a rank destroying its group while
         # another still finishes its work can abort the process at exit (seen once with gloo).
         distributed.barrier(processes)

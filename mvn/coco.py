@@ -6,7 +6,7 @@ Used by `demo.py` on the user's own images, where no 2D detections come with the
    `pose_hrnet_w32_256x192.pth`) -> 17 COCO heatmaps;
 3. `decode_heatmaps`: argmax + a quarter-pixel shift towards the higher neighbour (HRNet's
    `get_final_preds`), scaled to crop pixels, then mapped to the frame by the inverse crop affine;
-4. `coco_to_h36m`: COCO's 17 keypoints -> Human3.6M's 17 joints (the table below).
+4. `coco_to_h36m`: COCO's 17 keypoints -> Human3.6M's 17 joints (mvn/keypoint_formats.py).
 """
 import copy
 import logging
@@ -15,55 +15,26 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mvn import keypoint_formats
 from mvn.geometry import BOX_UNIT_PX, CROP_SHAPE, HEATMAP_SHAPE
 from mvn.models.weights import WeightsError, check_state_dict, extract_state_dict, \
     read_weights_file
 
 logger = logging.getLogger(__name__)
 
-COCO_KEYPOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",                 # 0..4
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",          # 5..8
-    "left_wrist", "right_wrist", "left_hip", "right_hip",                    # 9..12
-    "left_knee", "right_knee", "left_ankle", "right_ankle",                  # 13..16
-)
 HEAD_PREFIX = "final_layer."  # the COCO heatmap head's keys in the published HRNet files
 BOX_PADDING = 1.25            # HRNet's enlargement of a detector box (box_to_center_scale)
-
-# Human3.6M joint <- COCO keypoints, as weights of a weighted mean (every row sums to 1, so the
-# conversion commutes with any affine map: crop pixels, frame pixels, normalised screen).
-HEAD_EXTENSION = 0.5  # head = face + 0.5 (face - thorax): the top of the head, along the neck
-H36M_FROM_COCO = (
-    ("pelvis", {11: 0.5, 12: 0.5}),                      # mid-hips
-    ("r_hip", {12: 1.0}), ("r_knee", {14: 1.0}), ("r_ankle", {16: 1.0}),
-    ("l_hip", {11: 1.0}), ("l_knee", {13: 1.0}), ("l_ankle", {15: 1.0}),
-    ("spine", {11: 0.25, 12: 0.25, 5: 0.25, 6: 0.25}),   # midpoint of pelvis and thorax
-    ("thorax", {5: 0.5, 6: 0.5}),                        # mid-shoulders
-    ("neck/nose", {0: 1.0}),                             # nose
-    # face = mean of eyes and ears; head = face + HEAD_EXTENSION * (face - thorax)
-    ("head", {1: 0.25 * (1 + HEAD_EXTENSION), 2: 0.25 * (1 + HEAD_EXTENSION),
-              3: 0.25 * (1 + HEAD_EXTENSION), 4: 0.25 * (1 + HEAD_EXTENSION),
-              5: -0.5 * HEAD_EXTENSION, 6: -0.5 * HEAD_EXTENSION}),
-    ("l_shoulder", {5: 1.0}), ("l_elbow", {7: 1.0}), ("l_wrist", {9: 1.0}),
-    ("r_shoulder", {6: 1.0}), ("r_elbow", {8: 1.0}), ("r_wrist", {10: 1.0}),
-)
-COCO_TO_H36M = np.zeros((17, 17))  # (H36M joint, COCO keypoint) weights
-for _joint, (_name, _weights) in enumerate(H36M_FROM_COCO):
-    for _keypoint, _weight in _weights.items():
-        COCO_TO_H36M[_joint, _keypoint] = _weight
+COCO_TO_H36M = keypoint_formats.conversion_matrix("coco")  # (H36M joint, COCO keypoint) weights
 
 
 def coco_to_h36m(keypoints_coco):
     """(..., 17, D) COCO keypoints (any coordinates) -> (..., 17, D) Human3.6M joints."""
-    keypoints_coco = np.asarray(keypoints_coco, dtype=np.float64)
-    return np.einsum("hc,...cd->...hd", COCO_TO_H36M, keypoints_coco)
+    return keypoint_formats.to_h36m(keypoints_coco, "coco")
 
 
 def coco_scores_to_h36m(scores_coco):
     """(..., 17) COCO keypoint confidences -> (..., 17): the lowest of each joint's sources."""
-    scores_coco = np.asarray(scores_coco, dtype=np.float64)
-    used = np.where(COCO_TO_H36M != 0, 0.0, np.inf)  # (17, 17): 0 where the keypoint is used
-    return np.min(scores_coco[..., None, :] + used, axis=-1)
+    return keypoint_formats.scores_to_h36m(scores_coco, "coco")
 
 
 def box_to_center_scale(boxes_px, padding=BOX_PADDING, aspect_ratio=CROP_SHAPE[1] / CROP_SHAPE[0]):

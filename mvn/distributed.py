@@ -7,8 +7,8 @@ gathers them in rank order, so 1 and N processes give exactly the same table.
 import datetime
 import math
 import os
-import re
 import socket
+import time
 from dataclasses import dataclass
 
 import torch
@@ -110,19 +110,32 @@ def is_timeout(error):
 
 
 def unresponsive_ranks(processes, timeout_s=10):
-    """After a collective timed out: the ranks that do not answer a monitored barrier within
-    `timeout_s` (as rank 0 sees it; [] elsewhere, or when it cannot tell)."""
-    if not processes.distributed:
+    """After a collective timed out: the ranks that do not check in within `timeout_s`, as this
+    rank sees it ([] when it cannot tell).
+
+    The process group itself cannot ask: after a timeout gloo closes its connections ("Application
+    timeout caused pair closure"), so a barrier on it fails at once. The check goes through the
+    launcher's key-value store instead (MASTER_ADDR:MASTER_PORT: torchrun's agent, or rank 0's
+    store without one), which outlives the group: every rank that timed out writes its key, and
+    the keys missing after `timeout_s` are the silent ranks. Where that store is gone too (a
+    frozen rank 0 hosting it outside torchrun), [] ("another process")."""
+    if not processes.distributed or "MASTER_ADDR" not in os.environ:
         return []
+    prefix = "capf_silent/%s/%s/" % (os.environ.get("TORCHELASTIC_RUN_ID", "run"),
+                                     os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    keys = [prefix + str(rank) for rank in range(processes.world_size)]
     try:
-        dist.monitored_barrier(group=processes.control_group,
-                               timeout=datetime.timedelta(seconds=timeout_s),
-                               wait_all_ranks=True)
-    except RuntimeError as error:
-        found = re.search(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier", str(error))
-        if found:
-            return [int(r) for r in found.group(1).replace(" ", "").split(",") if r]
-    return []
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                              is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
+        store.set(keys[processes.rank], "here")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            missing = [rank for rank, key in enumerate(keys) if not store.check([key])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.1)
+    except (RuntimeError, ValueError, OSError):   # the store is unreachable too
+        return []
 
 
 def all_ranks_finite(loss, processes):

@@ -484,13 +484,15 @@ class Run:
                                   self.folder), epoch, step, self.folder)
 
 
-def fit(config, processes, logdir, resume=None, name=None):
+def fit(config, processes, logdir, resume=None, name=None, start_over=False):
     """Train for config.train.n_epochs, evaluating after every epoch; returns the folder.
 
     `resume`: an experiment folder (or its last.bin), or 'auto' with `name` (see
     mvn.experiment.open_run_folder). The run continues at the exact step its last.bin recorded.
     SIGTERM, SIGUSR1 and Ctrl-C end it after the step in flight with last.bin written
-    (TrainingStopped). A new run that fails before its first checkpoint leaves no folder."""
+    (TrainingStopped). A new run that fails before its first checkpoint leaves no folder.
+    A resume that finds no intact checkpoint in a folder with results is refused unless
+    `start_over` (--start-over; mvn.checkpoint.resume_state)."""
     configure_tf32(config)
     benchmark = benchmarks.get(config.dataset.name)
     task = task_of(config)
@@ -520,7 +522,8 @@ def fit(config, processes, logdir, resume=None, name=None):
         optimizer = task.make_optimizer(model, config)
         run = Run(config, processes, folder, model, optimizer, signals)
         start_epoch, start_step, progress = 0, 0, {}
-        state = resume_state(model, optimizer, folder, resume_file) if resuming else None
+        state = (resume_state(model, optimizer, folder, resume_file, start_over)
+                 if resuming else None)
         if state is not None:
             start_epoch, start_step, run.best_p1, run.history, progress = state
         elif resuming:

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from mpl_toolkits.mplot3d import proj3d
 
 COLOR_LEFT_RGB = (0, 114, 189)     # blue
 COLOR_RIGHT_RGB = (230, 100, 20)   # orange
@@ -27,7 +28,10 @@ COLOR_TARGET_RGB = (40, 40, 40)    # ground truth, dashed
 # Fixed 3D viewpoints (matplotlib elevation, azimuth in degrees): from (just above) the camera,
 # and from the camera's right (+x), where depth increases from left to right.
 VIEWS = (("camera view", 10.0, -90.0), ("side view", 10.0, 0.0))
-MIN_RADIUS_M = 1.0  # half-size of the plotted cube: poses of a person fit, frames stay comparable
+# What each view's horizontal axis shows (its caption; up is -y, the person's up, in both)
+VIEW_CAPTIONS = {"camera view": "x right, up = -y", "side view": "depth z right, up = -y"}
+MIN_RADIUS_M = 0.5  # smallest half-size of the plotted box: a crouching person is not magnified
+TEXT_HEIGHT_PX = 14  # one line of the figure's text (title, view names, captions, legend)
 
 
 def bones(skeleton):
@@ -108,21 +112,32 @@ def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100
     `prediction` (J, 3) is drawn in the left/right colours, `target` (J, 3) if given as dashed
     dark lines over it. Every bone is one Line3D whose gid is '<pose>/<joint>-<parent>' (pose
     'prediction' or 'target'); its data are `plot_coordinates` of those two joints. Axes have
-    equal scales; a view taller than wide gets a box as tall, so a standing person fills it."""
+    equal scales and an orthographic projection; the box fits the person (a view taller than
+    wide gets a box as tall), so the person fills the view. All text sits outside the 3D boxes,
+    one line each: the title and the view names above, each view's caption (what its axes show)
+    and the legend below; nothing overlaps or leaves the figure (tested)."""
     poses = {"prediction": plot_coordinates(_as_joints(prediction, 3, skeleton))}
     if target is not None:
         poses["target"] = plot_coordinates(_as_joints(target, 3, skeleton))
-    tall = max(1.0, size_px[1] / (size_px[0] / len(VIEWS)))  # a view's height / width
+    width_px, height_px = size_px
+    line = TEXT_HEIGHT_PX / height_px                      # one text line, figure fraction
+    top = 1 - line * (2 if title else 1)                   # view names (and title) above
+    bottom = line * (2 if target is not None else 1)       # captions (and legend) below
+    tall = max(1.0, (top - bottom) * height_px / (width_px / len(VIEWS)))  # view height / width
     center, half_ranges = _view_box(list(poses.values()),
                                     poses.get("target", poses["prediction"]),
                                     skeleton.root_joint, tall)
     colors = joint_colors_rgb(skeleton) / 255.0
     target_color = np.array(COLOR_TARGET_RGB) / 255.0
+    font = 0.62 * TEXT_HEIGHT_PX * 72 / dpi                # points: fits a line with margin
 
-    figure = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
+    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(figure)
+    view_width = 1 / len(VIEWS)
     for slot, (view_name, elevation, azimuth) in enumerate(VIEWS):
-        axes = figure.add_subplot(1, len(VIEWS), slot + 1, projection="3d")
+        axes = figure.add_axes((slot * view_width, bottom, view_width, top - bottom),
+                               projection="3d")
+        axes.set_proj_type("ortho")
         axes.view_init(elev=elevation, azim=azimuth)
         for name, pose in poses.items():
             is_target = name == "target"
@@ -136,26 +151,65 @@ def pose_figure(prediction, target=None, title=None, size_px=(512, 256), dpi=100
         for set_limits, c, half in zip((axes.set_xlim3d, axes.set_ylim3d, axes.set_zlim3d),
                                        center, half_ranges):
             set_limits(c - half, c + half)
-        axes.set_box_aspect((1, 1, tall), zoom=1.3 * min(tall, 1.5))  # equal scales
+        axes.set_box_aspect((1, 1, tall))  # equal scales
+        _fill_axes_with_box(axes)
         axes.set_xticklabels([])
         axes.set_yticklabels([])
         axes.set_zticklabels([])
         axes.tick_params(length=0, pad=0)
-        axes.set_xlabel("x", labelpad=-14, fontsize=7)
-        axes.set_ylabel("depth z", labelpad=-14, fontsize=7)
-        axes.set_zlabel("up -y", labelpad=-14, fontsize=7)
-        axes.set_title(view_name, fontsize=8, pad=-4)
+        axes.set_xlabel("")
+        axes.set_ylabel("")
+        axes.set_zlabel("")
+        middle = (slot + 0.5) * view_width
+        figure.text(middle, top + line / 2, view_name, ha="center", va="center", fontsize=font)
+        figure.text(middle, bottom - line / 2, VIEW_CAPTIONS.get(view_name, ""), ha="center",
+                    va="center", fontsize=font * 0.9, color="0.35")
     if target is not None:
         figure.legend(handles=[Line2D([], [], color=colors[skeleton.joints_left[0]], lw=2.5,
                                       label="prediction"),
                                Line2D([], [], color=target_color, lw=1.2,
                                       ls="--", label="ground truth")],
-                      loc="lower left", fontsize=6, frameon=False)
+                      loc="center", bbox_to_anchor=(0.5, line / 2), ncol=2, fontsize=font * 0.9,
+                      frameon=False, borderpad=0, borderaxespad=0, handlelength=2.0,
+                      columnspacing=1.5)
     if title:
-        figure.suptitle(title, fontsize=9)
-    figure.subplots_adjust(left=0.0, right=1.0, bottom=0.02, top=0.88 if title else 0.94,
-                           wspace=0.0)
+        figure.text(0.5, 1 - line / 2, title, ha="center", va="center", fontsize=font,
+                    fontweight="bold")
     return figure
+
+
+def box_corners_px(axes):
+    """(8, 2) display pixels of the corners of a 3D axes' box, as it is drawn."""
+    corners = np.array(np.meshgrid(axes.get_xlim3d(), axes.get_ylim3d(), axes.get_zlim3d(),
+                                   indexing="ij")).reshape(3, -1)     # (3, 8)
+    x, y, _ = proj3d.proj_transform(*corners, axes.get_proj())
+    return axes.transData.transform(np.stack([x, y], -1))
+
+
+def _fill_axes_with_box(axes, margin=0.96):
+    """Zoom the 3D box so that its projection fills `margin` of the axes (the person large,
+    nothing outside the axes): the eight corners are projected and the zoom scaled once (an
+    orthographic projection scales linearly with the zoom)."""
+    axes.apply_aspect()  # the position matplotlib draws the 3D axes at
+    pixels = box_corners_px(axes)
+    extent = pixels.max(0) - pixels.min(0)
+    box = axes.get_position(original=True).transformed(axes.figure.transFigure)
+    zoom = margin * min(box.width / extent[0], box.height / extent[1])
+    axes.set_box_aspect(axes.get_box_aspect(), zoom=zoom)
+
+
+def figure_texts(figure):
+    """The visible, non-empty Text artists of `figure` (for layout checks)."""
+    texts = list(figure.texts)
+    for legend in figure.legends:
+        texts += legend.get_texts()
+    for axes in figure.axes:
+        texts += [axes.title, axes.xaxis.label, axes.yaxis.label]
+        if hasattr(axes, "zaxis"):
+            texts.append(axes.zaxis.label)
+        for axis in (axes.xaxis, axes.yaxis) + ((axes.zaxis,) if hasattr(axes, "zaxis") else ()):
+            texts += [tick for tick in axis.get_ticklabels()]
+    return [t for t in texts if t.get_visible() and t.get_text()]
 
 
 def figure_to_rgb(figure):

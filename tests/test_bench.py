@@ -14,7 +14,9 @@ from mvn.config import load_config
 from mvn.models import build_model
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))  # scripts, not a package
+import bench_checkpoint  # noqa: E402
 import bench_data  # noqa: E402
+import bench_demo  # noqa: E402
 import bench_step  # noqa: E402
 
 # End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
@@ -118,3 +120,23 @@ def test_bench_data_prints_the_ratio_last(synthetic_h36m, tmp_path, capsys):
 def test_bench_step_names_missing_reference_vectors(tmp_path):
     with pytest.raises(SystemExit, match="hrnet32_fill_vectors.pt not found"):
         bench_step.main(["--reference-dir", str(tmp_path), "--options", "fp32"])
+
+
+def test_bench_demo_prints_frames_per_second_per_configuration(capsys):
+    assert bench_demo.main(["--configs", "tiny", "--frames", "2", "--people", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("x86_64") or "torch" in lines[0]
+    assert re.match(r"tiny +2 frames x 2 people: +[\d.]+ frames/s, +[\d.]+ people/s$", lines[-1])
+
+
+def test_bench_checkpoint_prints_save_and_load_side_by_side(tmp_path, capsys):
+    bench_checkpoint.main(["--backbone", "hrnet_tiny", "--repeats", "1", "--folder",
+                           str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("hrnet_tiny checkpoint (model + AdamW state): ")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:4]}
+    assert set(rows) == {"save", "load"}
+    for base, ours, ratio in rows.values():   # rounded to ms: the ratio is of the unrounded
+        assert float(base) >= 0 and float(ours) >= 0 and float(ratio) > 0
+    assert lines[4].startswith("verify alone: ")
+    assert os.listdir(tmp_path) == []                    # its files removed

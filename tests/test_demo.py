@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from mvn import coco
+from mvn import coco, keypoint_formats
 from mvn.config import load_config
 from mvn.human36m.facts import SKELETON
 from mvn.models import build_model
@@ -124,6 +124,69 @@ def test_demo_video_with_given_keypoints(tiny_files, tmp_path):
     assert poses["keypoints_3d_m"].shape == (3, 17, 3) and "keypoints_2d_score" not in poses
 
 
+def test_demo_keypoints_of_another_format_are_converted(tiny_files, tmp_path, capsys):
+    """OpenPose BODY_25 joints with scores, two persons in one frame -> Human3.6M's 17 joints
+    (mvn/keypoint_formats.py, tested against hand-made joints); a file of the wrong format is
+    one line naming it and the expected shape."""
+    demo = load_demo()
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), draw_figure(320, 240, 100, 40, 30))
+    rng = np.random.default_rng(3)
+    body25 = np.concatenate([rng.uniform([40, 20], [280, 220], (2, 25, 2)),
+                             rng.uniform(0.2, 1.0, (2, 25, 1))], axis=-1)  # (persons, 25, x y s)
+    (tmp_path / "body25.json").write_text(json.dumps({"frame": body25.tolist()}))
+    common = ["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+              "--image", str(image), "--device", "cpu", "--no-flip-test"]
+    assert demo.main(common + ["--keypoints", str(tmp_path / "body25.json"), "--keypoint-format",
+                               "openpose25", "--out", str(tmp_path / "out")]) == 0
+    poses = np.load(tmp_path / "out" / "poses.npz")
+    pelvis = (body25[:, 9, :2] + body25[:, 12, :2]) / 2  # RHip 9, LHip 12
+    np.testing.assert_allclose(poses["keypoints_2d_px"][:, 0], pelvis)
+    np.testing.assert_allclose(poses["keypoints_2d_px"][:, 3], body25[:, 11, :2])  # RAnkle
+    np.testing.assert_allclose(poses["keypoints_2d_px"],
+                               keypoint_formats.to_h36m(body25[..., :2], "openpose25"))
+    assert poses["track_id"].tolist() == [0, 1]
+    capsys.readouterr()
+    assert demo.main(common + ["--keypoints", str(tmp_path / "body25.json"), "--keypoint-format",
+                               "coco", "--out", str(tmp_path / "out2")]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if not line.startswith("frames:")]  # the progress bar, then the error
+    assert len(err) == 1 and "body25.json" in err[0] and "coco keypoints" in err[0] \
+        and "have shape (2, 25, 2); expected (17, 2)" in err[0], err
+
+
+def test_demo_video_with_two_people_keeps_their_track_ids(tiny_files, tmp_path):
+    """Two figures walking towards each other; the keypoints file lists them in a different order
+    in every other frame; each keeps one track id in poses.npz and poses.json."""
+    demo = load_demo()
+    video = str(tmp_path / "two.mp4")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10, (480, 240))
+    rng = np.random.default_rng(4)
+    shape_a, shape_b = rng.uniform([-25, 0], [25, 150], (2, 17, 2))
+    keypoints, who = [], []
+    for i in range(6):
+        xa, xb = 80 + 40 * i, 400 - 40 * i
+        frame = draw_figure(480, 240, xa, 40, 30)
+        frame = np.minimum(frame, draw_figure(480, 240, xb, 40, 30))
+        writer.write(frame)
+        people = [("a", shape_a + [xa, 40]), ("b", shape_b + [xb, 40])][::(-1) ** i]
+        keypoints.append([joints.tolist() for _, joints in people])
+        who.extend(name for name, _ in people)
+    writer.release()
+    (tmp_path / "kp.json").write_text(json.dumps(keypoints))
+    out = tmp_path / "out"
+    assert demo.main(["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+                      "--video", video, "--keypoints", str(tmp_path / "kp.json"),
+                      "--out", str(out), "--device", "cpu", "--no-flip-test"]) == 0
+    poses = np.load(out / "poses.npz")
+    ids = {name: set() for name in "ab"}
+    for name, track_id in zip(who, poses["track_id"]):
+        ids[name].add(int(track_id))
+    assert ids == {"a": {0}, "b": {1}}
+    assert json.loads((out / "poses.json").read_text())["track_id"] == poses["track_id"].tolist()
+    assert os.path.getsize(out / "two.mp4") > 0
+
+
 def test_demo_missing_checkpoint_is_one_clear_line(tiny_files, tmp_path):
     image = tmp_path / "frame.jpg"
     cv2.imwrite(str(image), draw_figure(200, 200, 100, 40, 30))
@@ -139,6 +202,26 @@ def test_demo_missing_checkpoint_is_one_clear_line(tiny_files, tmp_path):
     assert len(lines) == 1 and missing in lines[0] and "train.py" in lines[0]
 
 
+def test_demo_refuses_a_damaged_checkpoint_with_one_line(tiny_files, tmp_path, capsys):
+    demo = load_demo()
+    image = tmp_path / "frame.jpg"
+    cv2.imwrite(str(image), draw_figure(200, 200, 100, 40, 30))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"frame.jpg": [50, 20, 100, 160]}))
+    with open(tiny_files["checkpoint"], "rb") as f:
+        data = f.read()
+    for name, damaged in (("empty.bin", b""), ("cut.bin", data[:len(data) // 2])):
+        path = tmp_path / name
+        path.write_bytes(damaged)
+        assert demo.main(["--config", tiny_files["config"], "--checkpoint", str(path),
+                          "--image", str(image), "--boxes", str(boxes), "--coco-weights",
+                          tiny_files["coco"], "--out", str(tmp_path / "out"),
+                          "--device", "cpu"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "%s is damaged: it is " % path in line
+    assert not os.path.exists(tmp_path / "out")
+
+
 def test_demo_input_errors_are_clear(tiny_files, tmp_path, capsys):
     demo = load_demo()
     image = tmp_path / "frame.jpg"
@@ -148,8 +231,9 @@ def test_demo_input_errors_are_clear(tiny_files, tmp_path, capsys):
     common = ["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
               "--image", str(image), "--out", str(tmp_path / "out"), "--device", "cpu"]
     cases = [
-        ([], "--boxes FILE"),                                              # no persons given
-        (["--boxes", str(boxes)], "--coco-weights"),                       # tiny: no default
+        ([], "--coco-weights"),                                            # tiny: no default
+        (["--boxes", str(boxes)], "--coco-weights"),
+        (["--boxes", str(boxes), "--joints-from", "detector"], "--joints-from detector takes"),
         (["--boxes", str(boxes), "--coco-weights", str(tmp_path / "x.pth")],
          "x.pth not found"),
         (["--boxes", str(boxes), "--coco-weights", tiny_files["coco"]],
@@ -165,12 +249,12 @@ def test_demo_input_errors_are_clear(tiny_files, tmp_path, capsys):
 def test_demo_estimate_maps_crop_detections_to_the_frame_and_back():
     """Crop-pixel COCO detections -> frame pixels (inverse crop affine) -> Human3.6M; the model
     gets those joints screen-normalised and, through the crop affine, in crop pixels."""
-    demo = load_demo()
     from mvn.geometry import get_affine_transform, normalize_screen_coordinates
+    from mvn.pipeline import PosePipeline
     rng = np.random.default_rng(1)
     coco_crop = torch.tensor(rng.uniform([0, 0], [191, 255], (2, 17, 2)), dtype=torch.float32)
 
-    class Detector:
+    class Detector(torch.nn.Module):
         def detect(self, images):
             return coco_crop, torch.ones(len(images), 17)
 
@@ -181,17 +265,16 @@ def test_demo_estimate_maps_crop_detections_to_the_frame_and_back():
 
     image = draw_figure(640, 480, 300, 100, 50)
     boxes = np.array([[250, 60, 350, 330], [50, 40, 200, 400]])
-    crops, affines = demo.crop_persons(image, boxes, 1.25)
-    assert crops.shape == (2, 256, 192, 3)
-    persons = [{"crop": crops[p], "affine": affines[p], "size": (640, 480), "keypoints_px": None}
-               for p in range(2)]
     model = Model()
-    config = load_config(None, TINY_OVERRIDES)
-    demo.estimate(model, Detector(), persons, config, torch.device("cpu"), use_flip_test=False)
+    pipeline = PosePipeline(model, load_config(None, TINY_OVERRIDES), torch.device("cpu"),
+                            coco_detector=Detector(), flip_test=False, box_padding=1.25)
+    persons = pipeline.people(image, boxes)
+    assert [p["crop"].shape for p in persons] == [(256, 192, 3)] * 2
+    pipeline.estimate(persons)
     for p, person in enumerate(persons):
         center, scale = coco.box_to_center_scale(boxes[p])
         M = get_affine_transform(center, scale)
-        np.testing.assert_allclose(affines[p], M)
+        np.testing.assert_allclose(person["affine"], M)
         joints_px = person["keypoints_2d_px"]
         # back into the crop: the converted detections
         back = joints_px @ M[:, :2].T + M[:, 2]
@@ -267,35 +350,3 @@ def test_a_damaged_frame_is_skipped_with_a_warning_or_stops_the_run_keeping_the_
     assert last.startswith("demo.py: error: image ") and "b.jpg is damaged" in last
     poses = np.load(tmp_path / "stop" / "poses.npz")
     np.testing.assert_array_equal(poses["frame_names"], ["a.jpg"])
-
-
-def test_demo_takes_a_stage_1_detector_as_its_2d_head(tmp_path):
-    """A stage-1 detector's backbone.pth (Human3.6M heatmaps) with --detector-joints h36m: its
-    joints are used as they are (no COCO conversion), also for a model without image features
-    (no backbone of its own: the file's)."""
-    demo = load_demo()
-    from mvn.detector import HeatmapDetector, backbone_file_state, detect
-    from mvn.models import build_backbone
-    torch.manual_seed(0)
-    stage1 = HeatmapDetector(build_backbone("hrnet_tiny"), 17).eval()
-    weights = str(tmp_path / "backbone.pth")
-    torch.save(backbone_file_state(stage1), weights)
-    config = load_config(None, TINY_OVERRIDES + ["model.image_features=false"])
-    checkpoint = str(tmp_path / "best_epoch.bin")
-    torch.save({"model": build_model(config).state_dict()}, checkpoint)
-    args = demo.parse_args(["--config", "x.yaml", "--checkpoint", checkpoint, "--image", "x.jpg",
-                            "--out", str(tmp_path), "--coco-weights", weights,
-                            "--detector-joints", "h36m"])
-    assert args.detector_joints == "h36m"
-    model, detector = demo.load_models(config, args, weights, torch.device("cpu"))
-    assert model.backbone is None
-    image = draw_figure(640, 480, 300, 100, 50)
-    crops, affines = demo.crop_persons(image, np.array([[250, 60, 350, 330]]), 1.25)
-    persons = [{"crop": crops[0], "affine": affines[0], "size": (640, 480), "keypoints_px": None}]
-    demo.estimate(model, detector, persons, config, torch.device("cpu"), False, "h36m")
-    from mvn.batch import prepare_images
-    images = prepare_images(torch.from_numpy(crops), "hrnet_tiny")
-    with torch.no_grad():
-        expected_crop = detect(stage1, images)[0].numpy()  # (17, 2), no flip test
-    back = persons[0]["keypoints_2d_px"] @ affines[0][:, :2].T + affines[0][:, 2]
-    np.testing.assert_allclose(back, expected_crop, atol=1e-3)

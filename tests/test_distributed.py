@@ -60,3 +60,33 @@ def test_gather_across_processes_with_an_empty_shard():
         gathered, finite = results[rank]
         assert gathered == expected       # every rank: every frame once, in order
         assert finite is False            # one rank's NaN makes every rank skip the step
+
+
+def _silent_rank_worker(rank, world_size, port, silent, results):
+    import datetime
+    import time
+    from mvn.distributed import is_timeout, unresponsive_ranks
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=2))
+    if rank == silent:          # frozen: never reaches the collective, never checks in
+        time.sleep(6)      # past the others' timeout (2 s) and their check (2 s)
+        return
+    try:
+        dist.all_reduce(torch.ones(1))
+        results[rank] = "no timeout"
+    except RuntimeError as error:
+        processes = Processes(rank, world_size, rank, torch.device("cpu"))
+        results[rank] = (is_timeout(error), unresponsive_ranks(processes, timeout_s=2))
+
+
+def test_a_collective_timeout_names_the_silent_rank():
+    """gloo closes the group's connections after a timeout; the ranks that timed out still tell
+    the silent one through the launcher's store (what train.py's timeout line names)."""
+    world_size, silent = 3, 2
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_silent_rank_worker, args=(world_size, free_port(), silent, results),
+                 nprocs=world_size, join=True)
+        results = dict(results)
+    assert results == {0: (True, [2]), 1: (True, [2])}

@@ -1,6 +1,6 @@
 """MPI-INF-3DHP-Toolbox/evaluate_3dhp.py run as a user runs it, on a small synthetic test set
 written here (v7.3 annot_data.mat, invalid frames) and predictions in the released export format;
-the values are checked against plain loops (tests/test_metrics_3dhp.py's reference)."""
+the values are checked against plain loops (tests/mpi_inf_3dhp/test_metrics.py's reference)."""
 import csv
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 
 from mvn.mpi_inf_3dhp import matfile
-from test_metrics_3dhp import MATLAB_ACTIVITIES, MATLAB_GROUPS, loop_errors, loop_evaluation
+from mpi_inf_3dhp.test_metrics import MATLAB_ACTIVITIES, MATLAB_GROUPS, loop_errors, loop_evaluation
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join("MPI-INF-3DHP-Toolbox", "evaluate_3dhp.py")

@@ -167,3 +167,36 @@ def test_a_tall_view_draws_the_person_taller():
     tall_span = tall_rows[-1] - tall_rows[0]
     assert tall_span > 1.4 * wide_span
     assert tall_span > 0.4 * 512
+
+
+@pytest.mark.parametrize("size_px,title,with_target", [((512, 256), "frame 0", True),
+                                                       ((512, 512), None, False),
+                                                       ((512, 128), "person 3", True),
+                                                       ((384, 192), "x", False)])
+def test_the_figures_text_neither_overlaps_nor_leaves_the_picture(size_px, title, with_target):
+    """Title, view names, captions and legend: each inside the figure, no two overlapping, and
+    the 3D boxes stay within their axes (nothing cut, no label inside another view)."""
+    figure = vis.pose_figure(STANDING_M, STANDING_M * 1.05 if with_target else None, title,
+                             size_px, skeleton=SKELETON)
+    renderer = figure.canvas.get_renderer()
+    figure.canvas.draw()
+    texts = vis.figure_texts(figure)
+    names = [t.get_text() for t in texts]
+    assert "camera view" in names and "side view" in names and (title in names or not title)
+    assert ("ground truth" in names) == with_target
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for text, box in zip(names, boxes):
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= size_px[0] and box.y1 <= size_px[1], text
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (names[i], names[j])
+    for axes in figure.axes:  # each 3D box inside its own slot, filling it, clear of the text
+        corners = vis.box_corners_px(axes)                             # (8, 2)
+        low, high = corners.min(0), corners.max(0)
+        slot = axes.get_position(original=True).transformed(figure.transFigure)
+        assert low[0] >= slot.x0 and high[0] <= slot.x1 and low[1] >= slot.y0 \
+            and high[1] <= slot.y1
+        assert max((high[0] - low[0]) / slot.width, (high[1] - low[1]) / slot.height) > 0.9
+        for box in boxes:
+            assert box.x1 <= low[0] or box.x0 >= high[0] or box.y1 <= low[1] \
+                or box.y0 >= high[1], box

@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 
+from mvn import geometry
 from mvn.errors import CAPFError
 
 # What a pickle of labels may reconstruct: NumPy arrays and scalars, nothing that runs code.
@@ -20,6 +21,25 @@ ALLOWED_GLOBALS = frozenset({
 
 class LabelError(CAPFError, ValueError):
     """A label file that is missing or is not what it should be; says which and why."""
+
+
+# Crop keypoints recomputed from a record's full-frame joints and box agree with the file's to
+# float32 rounding (~1e-3 px); a file made for another crop size is off by many pixels.
+CROP_CHECK_TOLERANCE_PX = 0.5
+
+
+def check_crop_keypoints(recomputed_px, stored_px, path, remedy):
+    """Refuse a label file whose crop keypoints (N, J, 2) are not those of this code's crop
+    (mvn.geometry.CROP_SHAPE): `recomputed_px` are the file's full-frame joints mapped through the
+    crop of its own boxes, `stored_px` what the file holds. `remedy`: the command that remakes it."""
+    if len(stored_px) == 0:
+        return
+    worst_px = float(np.abs(np.asarray(recomputed_px) - np.asarray(stored_px)).max())
+    if not worst_px <= CROP_CHECK_TOLERANCE_PX:
+        raise LabelError("%s was not made for the %dx%d crops this code cuts "
+                         "(mvn.geometry.CROP_SHAPE): its crop keypoints are up to %.1f px from "
+                         "those of such a crop; regenerate it with %s"
+                         % ((path,) + geometry.CROP_SHAPE + (worst_px, remedy)))
 
 
 class RestrictedUnpickler(pickle.Unpickler):

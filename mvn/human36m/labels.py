@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mvn import geometry
-from mvn.datasets.label_files import LabelError, RestrictedUnpickler
+from mvn.datasets.label_files import LabelError, RestrictedUnpickler, check_crop_keypoints
 from mvn.human36m import facts as h36m
 
 logger = logging.getLogger(__name__)
@@ -121,9 +121,6 @@ def records_to_columns(records, path="labels", keypoints_2d="cpn"):
 
 
 BAD_RECORD_POLICIES = ("error", "drop")
-# Crop keypoints recomputed from a record's full-frame joints agree with the file's to float32
-# rounding (~1e-3 px); another crop size moves them by many pixels.
-CROP_CHECK_TOLERANCE_PX = 0.5
 
 
 def _escapes_root(image):
@@ -201,20 +198,15 @@ def check_crop_size(columns, path, rows=16):
                             & np.isfinite(columns.keypoints_2d_crop).all((1, 2))
                             & np.isfinite(columns.center).all(1) & np.isfinite(columns.scale).all(1)
                             & (columns.camera_id >= 0) & (columns.camera_id < len(h36m.CAMERA_IDS)))
-    worst_px = 0.0
+    recomputed, stored = [], []
     for i in finite[:rows]:
         width, height = h36m.resolution(int(columns.camera_id[i]))
         joints_px = geometry.image_coordinates(columns.keypoints_2d[i].astype(np.float64), width,
                                                height)
         affine = geometry.get_affine_transform(columns.center[i], columns.scale[i])
-        expected = geometry.affine_transform_points(joints_px, affine)  # (17, 2)
-        worst_px = max(worst_px, float(np.abs(expected - columns.keypoints_2d_crop[i]).max()))
-    if worst_px > CROP_CHECK_TOLERANCE_PX:
-        raise LabelError("%s was not made for the %dx%d crops this code cuts "
-                         "(mvn.geometry.CROP_SHAPE): its crop keypoints are up to %.1f px from "
-                         "those of such a crop; regenerate it with "
-                         "H36M-Toolbox/generate_labels_h36m.py"
-                         % ((path,) + geometry.CROP_SHAPE + (worst_px,)))
+        recomputed.append(geometry.affine_transform_points(joints_px, affine))  # (17, 2)
+        stored.append(columns.keypoints_2d_crop[i])
+    check_crop_keypoints(recomputed, stored, path, "H36M-Toolbox/generate_labels_h36m.py")
 
 
 def load_label_columns(path, frame_stride=1, bad_records="error",

@@ -8,7 +8,9 @@ Files understood:
 - CPN `CPN50_256x192.pth.tar`: {'state_dict': ...} with `module.` prefixes.
 
 Every file is read with `torch.load(weights_only=True)`: a file that would need arbitrary
-unpickling is refused, because unpickling can run code.
+unpickling is refused, because unpickling can run code. A file that carries this project's
+checksum (every checkpoint it writes, mvn/checksum.py) is verified first: a damaged, cut-short
+or empty file is refused naming it, instead of loading damaged weights silently.
 """
 import logging
 import os
@@ -16,6 +18,7 @@ import pickle
 
 import torch
 
+from mvn.checksum import ChecksumError, verify_checksum
 from mvn.errors import CAPFError
 
 logger = logging.getLogger(__name__)
@@ -27,10 +30,24 @@ class WeightsError(CAPFError, RuntimeError):
     """A weights file that cannot be used; the message names the file and what to do."""
 
 
+class DamagedFileError(WeightsError):
+    """A weights file whose bytes cannot be what was saved (checksum, empty, cut short, not a
+    torch.save file); `reason` says why in a few words, the message names the file too."""
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason
+
+
 def read_weights_file(path):
     """torch.load(path, weights_only=True) with errors that say what is wrong with the file."""
     if not os.path.isfile(path):
         raise WeightsError("weights file %s does not exist" % path)
+    try:
+        verify_checksum(path)
+    except ChecksumError as error:
+        raise DamagedFileError("%s is damaged: %s; use an intact copy (download or copy it "
+                               "again)" % (path, error), str(error)) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -38,16 +55,19 @@ def read_weights_file(path):
         if "Unsupported global" not in text:  # bytes that are no pickle of tensors at all
             detail = next((line.strip() for line in text.splitlines()
                            if line.strip().startswith("Unsupported")), type(error).__name__)
-            raise WeightsError("%s is damaged or not a PyTorch checkpoint (%s); download or copy "
-                               "it again" % (path, detail[:80])) from None
+            raise DamagedFileError("%s is damaged or not a PyTorch checkpoint (%s); download or "
+                                   "copy it again" % (path, detail[:80]),
+                                   "not a PyTorch checkpoint: %s" % detail[:80]) from None
         raise WeightsError(
             "%s holds Python objects besides tensors; loading them could run code from the "
             "file, so it is refused: re-save only its tensors (torch.save({'model': "
             "state_dict}, ...)) where the file is trusted" % path) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise WeightsError(
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DamagedFileError(
             "%s could not be read as a PyTorch file: it is truncated or not a torch.save file "
-            "(%s). Download or copy it again." % (path, str(error).splitlines()[0])) from None
+            "(%s). Download or copy it again." % (path, detail),
+            "truncated or not a torch.save file: %s" % detail[:80]) from None
 
 
 def strip_prefix(state_dict, prefix="module."):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mvn.datasets.label_files import LabelError, RestrictedUnpickler
+from mvn.datasets.label_files import LabelError, RestrictedUnpickler, check_crop_keypoints
 from mvn.datasets.labelled_crops import LabelledCropDataset
 from mvn.datasets.store import StoreDataset
 from mvn.mpi_inf_3dhp import facts as mpi
@@ -141,6 +141,24 @@ def _check_finite(arrays, where, path):
                              % (path, where, key, len(rows), ", ".join(map(str, rows[:5] + 1))))
 
 
+LABELS_COMMAND = "MPI-INF-3DHP-Toolbox/generate_labels_3dhp.py"
+
+
+def check_crop_size(data_2d, data_2d_crop, data_3d, intrinsics_indices, where, path, rows=16):
+    """The crop keypoints of one label entry are those of this code's crop (CROP_SHAPE): its first
+    `rows` frames are cropped again from the full-frame joints with the box the label script
+    derives from the 3D pelvis; the closest of `intrinsics_indices` (the training cameras' two
+    readings, QUIRK Q2) must agree. A file made for another crop size is refused."""
+    data_2d, data_2d_crop, data_3d = data_2d[:rows], data_2d_crop[:rows], data_3d[:rows]
+    candidates = []
+    for index in intrinsics_indices:
+        center, scale = mpi.crop_center_scale(data_3d[:, mpi.ROOT_JOINT], index)
+        recomputed = mpi.crop_keypoints(data_2d, mpi.crop_affines(center, scale))  # (rows, 17, 2)
+        candidates.append((np.abs(recomputed - data_2d_crop).max(initial=0.0), recomputed))
+    best = min(candidates, key=lambda candidate: candidate[0])[1]
+    check_crop_keypoints(best, data_2d_crop, "%s (%s)" % (path, where), LABELS_COMMAND)
+
+
 def _columns(parts, activity_parts):
     keypoints_2d, crop, keypoints_3d, sequence, camera, frame = (
         np.concatenate(column) for column in zip(*parts))
@@ -169,6 +187,12 @@ def load_train_labels(path):
             where = "%s camera %s" % (name, camera_key)
             data_2d, data_2d_crop, data_3d = _entry_arrays(entry, where, path)
             _check_finite((data_2d, data_2d_crop, data_3d), where, path)
+            if not parts:  # the first entry stands for the file
+                camera = int(camera_key)
+                position = (mpi.TRAIN_CAMERAS.index(camera) if camera in mpi.TRAIN_CAMERAS
+                            else camera)
+                check_crop_size(data_2d, data_2d_crop, data_3d, sorted({position, camera}),
+                                where, path)
             w, h = mpi.TRAIN_RESOLUTION
             n = len(data_2d)
             parts.append((mpi.normalize_screen(data_2d, w, h), data_2d_crop,
@@ -218,6 +242,9 @@ def load_test_labels(path, root):
         activity = np.asarray(activity).reshape(-1)
         rows = np.flatnonzero(valid)
         _check_finite((data_2d[rows], data_2d_crop[rows], data_3d[rows]), name, path)
+        if not parts:  # the first sequence stands for the file
+            check_crop_size(data_2d[rows], data_2d_crop[rows], data_3d[rows],
+                            [mpi.sequence_intrinsics_index(name)], name, path)
         w, h = mpi.sequence_resolution(name)
         parts.append((mpi.normalize_screen(data_2d[rows], w, h), data_2d_crop[rows],
                       _relative_to_pelvis(data_3d[rows]), np.full(len(rows), int(name[2:])),

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import scipy.io
 
+from conftest import REPO_ROOT
 from mvn.mpi_inf_3dhp import matfile
 from mvn.mpi_inf_3dhp import metrics as metrics_3dhp
 from mvn.mpi_inf_3dhp.facts import JOINT_NAMES
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # mpii_get_pck_auc_joint_groups.m, 1-based as written there; pelvis 15, spine 16, head 17 in none
 MATLAB_GROUPS = [("Head", [1]), ("Neck", [2]), ("Shou", [3, 6]), ("Elbow", [4, 7]),

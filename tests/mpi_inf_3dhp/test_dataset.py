@@ -16,10 +16,17 @@ from mvn.mpi_inf_3dhp.dataset import MpiLabels, load_test_labels, load_train_lab
 from mvn.mpi_inf_3dhp.protocol import evaluate_predictions, save_evaluation
 
 
-def random_entry(rng, n):
+def crop_of(data_2d, data_3d, intrinsics_index):
+    """The label script's crop keypoints: the box from the 3D pelvis, one affine per frame."""
+    center, scale = mpi.crop_center_scale(data_3d[:, mpi.ROOT_JOINT], intrinsics_index)
+    return mpi.crop_keypoints(data_2d, mpi.crop_affines(center, scale))
+
+
+def random_entry(rng, n, intrinsics_index=0):
     data_3d = rng.normal(0, 300, (n, 17, 3)) + [100, -200, 4000]
-    return {"data_2d": rng.uniform(0, 2048, (n, 17, 2)),
-            "data_2d_crop": rng.uniform(0, 191, (n, 17, 2)), "data_3d": data_3d}
+    data_2d = rng.uniform(0, 2048, (n, 17, 2))
+    return {"data_2d": data_2d, "data_2d_crop": crop_of(data_2d, data_3d, intrinsics_index),
+            "data_3d": data_3d}
 
 
 def test_training_labels_as_the_released_loader_makes_them(tmp_path):
@@ -50,6 +57,31 @@ def test_training_labels_as_the_released_loader_makes_them(tmp_path):
         "mpi_inf_3dhp", "images", "s_01_seq_02_ca_08", "s_01_seq_02_ca_08_000002.jpg")
 
 
+def test_label_files_of_another_crop_size_are_refused(tmp_path):
+    """Crop keypoints of a 288x384 crop (the same boxes, a larger crop) are refused, naming the
+    file, the entry and the command; those of either reading of a camera's intrinsics (Q2) load."""
+    rng = np.random.default_rng(2)
+    entry = random_entry(rng, 4, intrinsics_index=mpi.TRAIN_CAMERAS.index(5))  # Q2's reading
+    path = str(tmp_path / "data_train_3dhp.npz")
+    np.savez_compressed(path, data={"S1 Seq1": [{"5": entry}, 25]})
+    assert len(load_train_labels(path)) == 4
+    entry["data_2d_crop"] = crop_of(entry["data_2d"], entry["data_3d"], 5)  # the camera's own
+    np.savez_compressed(path, data={"S1 Seq1": [{"5": entry}, 25]})
+    assert len(load_train_labels(path)) == 4
+    entry["data_2d_crop"] = entry["data_2d_crop"] * (384 / 256)
+    np.savez_compressed(path, data={"S1 Seq1": [{"5": entry}, 25]})
+    with pytest.raises(LabelError, match=r"S1 Seq1 camera 5.*256x192 crops.*generate_labels_3dhp"):
+        load_train_labels(path)
+    test_entry = random_entry(rng, 3, mpi.sequence_intrinsics_index("TS2"))
+    test_entry["valid"] = np.ones(3)
+    test_entry["activity"] = np.ones(3)
+    test_entry["data_2d_crop"][1, 4] += 3.0  # one joint 3 px off
+    test_path = str(tmp_path / "data_test_3dhp.npz")
+    np.savez_compressed(test_path, data={"TS2": test_entry})
+    with pytest.raises(LabelError, match=r"data_test_3dhp.npz \(TS2\).* up to 3.0 px"):
+        load_test_labels(test_path, str(tmp_path))
+
+
 def test_test_labels_valid_frames_q10_resolution_and_activities(tmp_path):
     """Only valid frames, in order; TS5/TS6 2D normalised with 1920x1080 (QUIRK Q10), the others
     with 2048x2048; a label file of the released script (no 'activity') takes the activities
@@ -57,7 +89,7 @@ def test_test_labels_valid_frames_q10_resolution_and_activities(tmp_path):
     rng = np.random.default_rng(1)
     data = {}
     for k in (1, 5):
-        entry = random_entry(rng, 5)
+        entry = random_entry(rng, 5, mpi.sequence_intrinsics_index("TS%d" % k))
         entry["valid"] = np.array([1, 0, 1, 1, 0])
         data["TS%d" % k] = entry
         folder = tmp_path / "mpi_inf_3dhp_test_set" / ("TS%d" % k)

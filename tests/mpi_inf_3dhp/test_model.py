@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO_ROOT
 from mvn import benchmarks, engine
 from mvn.mpi_inf_3dhp import facts as mpi_inf_3dhp
 from mvn.batch import flip_batch, prepare_batch
@@ -15,10 +16,9 @@ from mvn.models import build_model
 from mvn.models.weights import WeightsError, load_model_weights
 from mvn.mpi_inf_3dhp.facts import SKELETON as MPI_INF_3DHP
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REFERENCE = os.path.join(HERE, "reference", "mpi_inf_3dhp")
-CONFIGS = os.path.join(HERE, "..", "experiments", "mpi_inf_3dhp")
-TINY = os.path.join(HERE, "..", "experiments", "synthetic", "mpi_tiny.yaml")
+REFERENCE = os.path.join(REPO_ROOT, "tests", "reference", "mpi_inf_3dhp")
+CONFIGS = os.path.join(REPO_ROOT, "experiments", "mpi_inf_3dhp")
+TINY = os.path.join(REPO_ROOT, "experiments", "synthetic", "mpi_tiny.yaml")
 # Parameter counts of the released models (instantiated from the released code).
 PARAMETERS = {"hrnet_32": (28_535_552, 3_462_979), "hrnet_48": (63_594_912, 7_773_411)}
 

@@ -8,11 +8,12 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
 from mvn.mpi_inf_3dhp import matfile
 from mvn.mpi_inf_3dhp import facts as mpi
 from mvn.mpi_inf_3dhp.facts import SKELETON as MPI_INF_3DHP
 
-REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "mpi_inf_3dhp")
+REFERENCE = os.path.join(REPO_ROOT, "tests", "reference", "mpi_inf_3dhp")
 
 
 def read_calib(name):
