@@ -29,7 +29,8 @@ from tqdm import tqdm
 import h36m_toolbox as tb
 from mvn import geometry
 from mvn.batch import prepare_images
-from mvn.coco import COCO_KEYPOINT_NAMES, coco_to_h36m
+from mvn.coco import coco_to_h36m
+from mvn.keypoint_formats import COCO_KEYPOINT_NAMES
 from mvn.detector import HeatmapDetector, detect, load_detector_weights
 from mvn.engine import worker_init
 from mvn.human36m import facts as h36m
