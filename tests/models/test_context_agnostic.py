@@ -95,6 +95,7 @@ def options(root):
     return ["%s=%s" % item for item in values.items()]
 
 
+@pytest.mark.slow  # train.py end to end, as tests/test_train.py
 def test_train_py_trains_and_evaluates_without_image_features(synthetic_h36m, tmp_path,
                                                               monkeypatch):
     from mvn.human36m.dataset import Human36MDataset
