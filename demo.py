@@ -26,7 +26,6 @@ import torch
 from tqdm import tqdm
 
 from mvn import keypoint_formats, vis
-from mvn.coco import load_coco_detector
 from mvn.config import load_config
 from mvn.errors import CAPFError, DeviceError, run_main
 from mvn.human36m.facts import JOINT_NAMES, SKELETON
@@ -34,7 +33,7 @@ from mvn.images import ImageError, read_frame_bgr
 from mvn.models import BACKBONES, build_model, default_pretrained_path
 from mvn.models.weights import load_model_weights
 from mvn.person_detector import DETECTORS, load_person_detector
-from mvn.pipeline import JOINT_SOURCES, PipelineError, PosePipeline
+from mvn.pipeline import HEAD_KEYPOINTS, JOINT_SOURCES, PipelineError, PosePipeline, load_head
 from mvn.tracking import Tracker
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -80,6 +79,10 @@ def parse_args(argv=None):
     parser.add_argument("--joints-from", choices=JOINT_SOURCES, default="head",
                         help="2D joints from the backbone's COCO heatmap head, or from the person "
                              "detector's own keypoints (keypointrcnn)")
+    parser.add_argument("--head-keypoints", choices=HEAD_KEYPOINTS, default="coco",
+                        help="what the heatmaps of --coco-weights are: COCO keypoints (the "
+                             "published file, converted) or Human3.6M joints (a stage-1 "
+                             "detector's checkpoints/backbone.pth, train.py with task: detector)")
     parser.add_argument("--coco-weights",
                         help="HRNet COCO file with the heatmap head final_layer.* (default: "
                              "data/pretrained/<the backbone's published file>)")
@@ -396,10 +399,11 @@ def build_pipeline(args, config, coco_weights, device):
             min_box_px=args.min_box_px)
     model = build_model(config)
     load_model_weights(model, args.checkpoint)
-    coco_detector = load_coco_detector(model.backbone, coco_weights) if coco_weights else None
+    coco_detector = load_head(model, config, coco_weights) if coco_weights else None
     return PosePipeline(model, config, device, coco_detector, person_detector,
                         joints_from=args.joints_from, flip_test=not args.no_flip_test,
-                        box_padding=args.box_padding, amp=args.amp)
+                        box_padding=args.box_padding, amp=args.amp,
+                        head_keypoints=args.head_keypoints)
 
 
 def run(args):

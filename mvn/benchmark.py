@@ -6,7 +6,7 @@ benchmark only through this interface, so a new dataset is a new package and one
 `mvn.benchmarks`.
 """
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -54,6 +54,10 @@ class Benchmark:
     picture_groups: Callable
     # backbone type -> the published checkpoint --eval uses by default (CAPFError if none)
     published_checkpoint: Callable
+    # dataset -> (ground-truth 2D joints (N, 17, 2) in crop pixels, (N, 2, 3) matrices mapping
+    # crop pixels to full-frame pixels): what the 2D detector stage (mvn/detector.py) trains on
+    # and is scored in. None: the benchmark has none (the detector stage refuses it).
+    truth_2d: Optional[Callable] = None
     # the splits `train.py --eval --eval_dataset` may score, and what they are, in words
     evaluable_splits: tuple = ("train", "val")
     evaluable_splits_note: str = "any split"

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULTS = {
     "title": "capf",         # experiment folders: <logdir>/<title>@<date-time>
+    # What train.py trains: "capf" (the 3D lifter, the released model) or "detector" (stage 1:
+    # the 2D heatmap detector whose backbone CA-PF freezes; the `detector` section, mvn/detector.py)
+    "task": "capf",
     "seed": 0,
     # PyTorch threads per process; 0: OMP_NUM_THREADS if set, else the process's cores less its
     # DataLoader workers (mvn/threads.py). Numbers are bit-identical only at equal thread counts.
@@ -38,6 +41,9 @@ DEFAULTS = {
             # or "train" (batch statistics, running ones updated: the MPI-INF-3DHP code, Q4).
             "bn_mode": "eval",
         },
+        # false: the context-agnostic counterpart (an addition, docs/fidelity.md): no backbone
+        # is built and no image is decoded; the same transformer lifts the 2D joints alone.
+        "image_features": True,
         # Deformable context blocks (Human3.6M CA-PF); the MPI-INF-3DHP models have none.
         "deformable_context": True,
         "embed_dim_ratio": 128,  # D, the token width
@@ -61,6 +67,9 @@ DEFAULTS = {
         # dataset.root: "error" (stop, naming them) or "drop" (leave them out, reported).
         "bad_records": "error",
         "allow_images_outside_root": False,  # absolute or '..' image paths in the labels
+        # The 2D joints CA-PF trains and evaluates on: "cpn" (the released labels' CPN
+        # detections) or the NAME of H36M-Toolbox/detect_2d.py --name NAME (Human3.6M, pkl).
+        "keypoints_2d": "cpn",
         # Use every n-th labelled frame (1 = all; the published protocol evaluates on all).
         "train_frame_stride": 1,
         "val_frame_stride": 1,
@@ -115,6 +124,17 @@ DEFAULTS = {
         "hard_frames": False,        # P1 / P2 of frames whose 2D input error > the threshold
         "hard_frame_threshold_px": 5.0,  # mean over joints, full-frame pixels
         "cost": False,               # parameters, GFLOPs per sample, measured samples/s
+    },
+    # Stage 1 (task: detector, mvn/detector.py): the 2D heatmap detector, the public HRNet pose
+    # recipe. It trains model.backbone.type (an HRNet) with a 1x1 heatmap head, starting from
+    # model.backbone.pretrained ("": the published COCO file, fine-tuned; "none": from scratch);
+    # train.n_epochs / batch_size / flip_augmentation and val.flip_test / batch_size apply.
+    "detector": {
+        "lr": 0.001,               # Adam, no weight decay (as the recipe builds it)
+        "lr_steps": [170, 200],    # epochs (0-based) from which the lr is x lr_factor once more
+        "lr_factor": 0.1,
+        "sigma_px": 2.0,           # the target Gaussian's standard deviation, heatmap pixels
+        "pck_threshold_px": 10.0,  # PCK: the share of joints within this full-frame distance
     },
     "loss": {
         "grad_clip": 0.0,        # > 0: clip gradient norm at grad_clip / train.volume_net_lr
@@ -252,6 +272,9 @@ def _validate(config, source):
     if config["model"]["backbone"]["bn_mode"] not in ("eval", "train"):
         raise ConfigError("%s: model.backbone.bn_mode must be 'eval' or 'train', got '%s'"
                           % (source, config["model"]["backbone"]["bn_mode"]))
+    if config["task"] not in ("capf", "detector"):
+        raise ConfigError("%s: task must be 'capf' (the 3D lifter) or 'detector' (the 2D "
+                          "detector stage), got '%s'" % (source, config["task"]))
     if config["dataset"]["format"] not in ("pkl", "store"):
         raise ConfigError("%s: dataset.format must be 'pkl' or 'store', got '%s'"
                           % (source, config["dataset"]["format"]))

@@ -4,7 +4,9 @@ Read top to bottom. What the loop reproduces of the released code (lr, clipping,
 checkpoint format) is listed in docs/fidelity.md. Around it: the benchmark (dataset, protocol,
 skeleton) through mvn.benchmarks, processes and sharding in mvn/distributed.py, the experiment
 folder and its logs in mvn/experiment.py, the checkpoint files in mvn/checkpoint.py. train.py
-only parses the command line.
+only parses the command line. `fit` and `run_evaluation` run a `Task` (plain functions: model,
+optimiser, step, evaluation, epoch record): CA-PF's (CAPF_TASK, at the end of this file) or the
+2D detector stage's (mvn/detector.py), with the same run machinery.
 """
 import logging
 import math
@@ -13,6 +15,8 @@ import os
 import signal
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -61,8 +65,10 @@ def resolve_pretrained_path(config):
 def build_training_model(config):
     """build_model + the pretrained backbone + optional whole-model init weights."""
     model = build_model(config)
-    path = resolve_pretrained_path(config)
-    if path is not None:
+    path = None if model.backbone is None else resolve_pretrained_path(config)
+    if model.backbone is None:
+        logger.info("model.image_features is false: no backbone, the 2D joints alone are lifted")
+    elif path is not None:
         if not os.path.isfile(path):
             raise WeightsError("pretrained backbone %s not found: download the published file "
                                "into data/pretrained/ or data/pretrained/coco/ (see README), or "
@@ -83,7 +89,7 @@ def apply_channels_last(model, config):
     """train.channels_last: the backbone's weights in NHWC and its input the NHWC batch itself
     (CA_PF permutes the (B, 256, 192, 3) images without the copy the released code makes), so
     the convolutions run channels-last. Off (the default): the released NCHW layout."""
-    if config.train.channels_last:
+    if config.train.channels_last and model.backbone is not None:
         model.backbone.to(memory_format=torch.channels_last)
         model.channels_last = True
     return model
@@ -175,6 +181,14 @@ def end_loader_workers():
         child.join(timeout=10)
 
 
+def build_split(benchmark, config, split):
+    """The benchmark's dataset of `split`; without image features (model.image_features false)
+    its samples carry no decoded image (LabelledCropDataset.with_images)."""
+    dataset = benchmark.build_dataset(config, split)
+    dataset.with_images = config.model.image_features
+    return dataset
+
+
 def make_loader(dataset, batch_size, config, device, sampler=None):
     workers = config.dataset.num_workers
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
@@ -216,18 +230,15 @@ def training_loss(prediction, target, config, skeleton):
     return mpjpe(prediction[..., keep, :], target[..., keep, :])
 
 
-def train_step(model, optimizer, batch, config, processes, flip_generator, perturb=None):
+def train_step(model, optimizer, batch, config, processes, flip_generator):
     """THE training step: one flip draw for the whole batch, batch preparation, forward, MPJPE
     loss, a non-finite loss skipped on every process together, clipping, AdamW step.
 
-    `batch` is a DataLoader batch (CPU tensors); `perturb` (batch -> batch) changes it first
-    (train.noise_2d_px: mvn.evaluations.noise). Returns the loss (a detached 0-d tensor), or
+    `batch` is a DataLoader batch (CPU tensors). Returns the loss (a detached 0-d tensor), or
     None when the step was skipped."""
     flip = (config.train.flip_augmentation
             and torch.rand(1, generator=flip_generator).item() < 0.5)  # one draw per batch
     skeleton = benchmarks.get(config.dataset.name).skeleton
-    if perturb is not None:
-        batch = perturb(batch)
     images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
         batch, config.model.backbone.type, processes.device, flip=flip, skeleton=skeleton)
     with autocast(config, processes.device):
@@ -246,13 +257,15 @@ def train_step(model, optimizer, batch, config, processes, flip_generator, pertu
 
 
 def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=None,
-                    global_step=0, start_step=0, progress=None, on_step=None):
+                    global_step=0, start_step=0, progress=None, on_step=None, training_step=None):
     """One pass over the training split from step `start_step` (the loader yields the batches
-    from there on); returns statistics and the new global step.
+    from there on); returns statistics and the new global step. `training_step`: the task's
+    (default: CA-PF's `train_step`), called as train_step is.
 
     `progress` carries the epoch's sums so far (a resumed epoch reports the uninterrupted one's
     mean loss). After each step `on_step(step_done, progress)` may save, or stop the run."""
     model.train()
+    step_function = train_step if training_step is None else training_step
     max_steps = config.train.max_steps_per_epoch
     total = start_step + len(loader)
     total = total if max_steps <= 0 else min(max_steps, total)
@@ -267,7 +280,9 @@ def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=N
             if step >= total:
                 break
             flips = seed_step(config.seed, epoch, step, processes.rank)
-            loss = train_step(model, optimizer, batch, config, processes, flips, perturb)
+            if perturb is not None:  # train.noise_2d_px
+                batch = perturb(batch)
+            loss = step_function(model, optimizer, batch, config, processes, flips)
             bar.update(1)
             if loss is None:
                 progress["skipped"] += 1
@@ -333,15 +348,12 @@ def best_epoch_rule(p1_mm, best_p1_mm, round_mm=0.1):
 # Evaluation
 
 @torch.no_grad()
-def predict(model, dataset, config, processes, progress=True, perturb=None):
-    """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3), in the
-    benchmark's unit (Human3.6M: metres; MPI-INF-3DHP: mm), for the whole dataset in order.
-    `perturb` (batch -> batch) changes each DataLoader batch first (the 2D-noise sweep).
+def predict_in_shards(dataset, config, processes, predict_batch, shape, progress=True):
+    """(predictions, targets) of `predict_batch(batch) -> (B, *shape) each` over the whole
+    dataset in order (the first val.max_batches batches with that option).
 
     Each process predicts a contiguous shard; the shards are gathered in rank order, so the
     result is the same for 1 and N processes."""
-    raw = model.module if isinstance(model, DistributedDataParallel) else model
-    raw.eval()
     length = len(dataset)
     if config.val.max_batches > 0:
         length = min(length, config.val.max_batches * config.val.batch_size)
@@ -349,25 +361,41 @@ def predict(model, dataset, config, processes, progress=True, perturb=None):
     shard = shard_range(length, processes.rank, processes.world_size, batch_size)
     loader = make_loader(Subset(dataset, list(shard)), batch_size, config, processes.device)
     predictions, targets = [], []
-    backbone = config.model.backbone.type
-    skeleton = benchmarks.get(config.dataset.name).skeleton
     with tqdm(loader, desc="evaluate", disable=not (progress and processes.is_main),
               dynamic_ncols=True) as bar:
         for batch in bar:
-            if perturb is not None:
-                batch = perturb(batch)
-            images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
-                batch, backbone, processes.device, skeleton=skeleton)
-            with autocast(config, processes.device):
-                predictions.append(predict_pose(raw, images, keypoints_2d, keypoints_2d_crop,
-                                                config.val.flip_test,
-                                                skeleton=skeleton))  # (B, 17, 3)
-            targets.append(target[:, 0])
-    empty = torch.zeros(0, 17, 3, device=processes.device)
+            prediction, target = predict_batch(batch)
+            predictions.append(prediction)
+            targets.append(target)
+    empty = torch.zeros((0,) + tuple(shape), device=processes.device)
     local_predictions = torch.cat(predictions) if predictions else empty
     local_targets = torch.cat(targets) if targets else empty
     return (gather_in_order(local_predictions, length, processes, batch_size).cpu(),
             gather_in_order(local_targets, length, processes, batch_size).cpu())
+
+
+@torch.no_grad()
+def predict(model, dataset, config, processes, progress=True, perturb=None):
+    """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3), in the
+    benchmark's unit (Human3.6M: metres; MPI-INF-3DHP: mm), for the whole dataset in order
+    (`predict_in_shards`: the same for 1 and N processes). `perturb` (batch -> batch) changes
+    each DataLoader batch first (the 2D-noise sweep)."""
+    raw = model.module if isinstance(model, DistributedDataParallel) else model
+    raw.eval()
+    backbone = config.model.backbone.type
+    skeleton = benchmarks.get(config.dataset.name).skeleton
+
+    def predict_batch(batch):
+        if perturb is not None:
+            batch = perturb(batch)
+        images, keypoints_2d, keypoints_2d_crop, target = prepare_batch(
+            batch, backbone, processes.device, skeleton=skeleton)
+        with autocast(config, processes.device):
+            prediction = predict_pose(raw, images, keypoints_2d, keypoints_2d_crop,
+                                      config.val.flip_test, skeleton=skeleton)  # (B, 17, 3)
+        return prediction, target[:, 0]
+
+    return predict_in_shards(dataset, config, processes, predict_batch, (17, 3), progress)
 
 
 def evaluate(model, dataset, config, processes, perturb=None):
@@ -411,6 +439,47 @@ def save_best_worst(path, dataset, evaluation, targets, benchmark):
 # ----------------------------------------------------------------------------------------------
 # The two jobs of train.py
 
+@dataclass(frozen=True)
+class Task:
+    """What `fit` and `run_evaluation` train and score, as plain functions. The run machinery
+    (experiment folder, resume, stop signals, processes, sampler, checkpoints, TensorBoard) is
+    theirs and the same for every task. `config.task` picks one (`task_of`): CA-PF (CAPF_TASK,
+    below) or the 2D detector stage (mvn.detector.TASK)."""
+    # (benchmark, config, split) -> the dataset of that split
+    build_split: Callable
+    # (config, device) -> the model to train, its starting weights loaded, on `device`
+    build_model: Callable
+    # (config, checkpoint path, device) -> (the model with the checkpoint's weights, the
+    # checkpoint dict): what --eval scores
+    load_for_evaluation: Callable
+    # (model, config) -> the optimiser
+    make_optimizer: Callable
+    # (optimizer, config, epoch) -> the base lr of `epoch`, set on the optimiser
+    set_learning_rate: Callable
+    # (model, optimizer, batch, config, processes, generator) -> the loss, or None if skipped
+    train_step: Callable
+    # (model, dataset, config, processes) -> (evaluation, targets), the same on every rank
+    evaluate: Callable
+    # (run, epoch, lr, stats, evaluation, writer, val_set, targets, benchmark): the epoch's
+    # record, the best epoch and its files, TensorBoard, last.bin (Run.save_last)
+    end_of_epoch: Callable
+    # run -> the closing line's account of the best epoch
+    describe_best: Callable
+    # (evaluation, targets, dataset, folder, benchmark): --eval's console table and files
+    report: Callable
+    # (model, dataset, config, processes, folder, evaluation, targets, benchmark): --eval's
+    # evaluations beyond the table (config.evaluation), on every rank; None: none
+    more_evaluations: Callable = None
+
+
+def task_of(config):
+    """The Task that config.task names."""
+    if config.task == "detector":
+        from mvn import detector
+        return detector.TASK
+    return CAPF_TASK
+
+
 class Run:
     """What fit carries from step to step: the model, optimiser, folder and progress, and the
     stop signals. `save_last` / `stop_if_asked` are what a step may do."""
@@ -448,6 +517,7 @@ def fit(config, processes, logdir, resume=None, name=None, start_over=False):
     configure_tf32(config)
     benchmark = benchmarks.get(config.dataset.name)
     check_benchmark(benchmark, config)  # what evaluation.* and train.noise_2d_px read
+    task = task_of(config)
     folder, resuming, run_lock = open_run_folder(logdir, config, processes, resume, name)
     # --resume FILE: that checkpoint exactly (else the folder's newest complete one)
     resume_file = resume if resume not in (None, "auto") and os.path.isfile(resume) else None
@@ -465,13 +535,13 @@ def fit(config, processes, logdir, resume=None, name=None, start_over=False):
                 write_config(folder, config)
         logger.info("experiment folder: %s (%d process(es), device %s)",
                     folder, processes.world_size, processes.device)
-        train_set = benchmark.build_dataset(config, "train")
-        val_set = benchmark.build_dataset(config, "val")
+        train_set = task.build_split(benchmark, config, "train")
+        val_set = task.build_split(benchmark, config, "val")
         logger.info("train: %d frames, val: %d frames", len(train_set), len(val_set))
 
         torch.manual_seed(config.seed)  # the model's initialisation
-        model = apply_channels_last(build_training_model(config).to(processes.device), config)
-        optimizer = make_optimizer(model, config)
+        model = task.build_model(config, processes.device)
+        optimizer = task.make_optimizer(model, config)
         run = Run(config, processes, folder, model, optimizer, signals)
         start_epoch, start_step, progress = 0, 0, {}
         state = (resume_state(model, optimizer, folder, resume_file, start_over)
@@ -503,18 +573,19 @@ def fit(config, processes, logdir, resume=None, name=None, start_over=False):
             first = epoch == start_epoch
             sampler.set_epoch(epoch)
             sampler.skip = start_step * config.train.batch_size if first else 0
-            lr = set_learning_rate(optimizer, config, epoch)  # x lr_decay per finished epoch
+            lr = task.set_learning_rate(optimizer, config, epoch)  # CA-PF: x lr_decay per epoch
             stats, global_step = train_one_epoch(
                 train_model, loader, optimizer, config, epoch, processes, writer, global_step,
                 start_step=start_step if first else 0, progress=progress if first else None,
                 on_step=lambda step, progress, epoch=epoch, lr=lr: after_step(
-                    run, epoch, step, lr, progress))
-            evaluation, targets = evaluate(model, val_set, config, processes)
-            end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets, benchmark)
+                    run, epoch, step, lr, progress), training_step=task.train_step)
+            evaluation, targets = task.evaluate(model, val_set, config, processes)
+            task.end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets,
+                              benchmark)
             if run.stop_requested() and epoch + 1 < config.train.n_epochs:
                 raise run.stopped(epoch + 1, 0)
         if processes.is_main and run.history:
-            logger.info("best val P1 %.1f mm; checkpoints in %s", run.best_p1,
+            logger.info("%s; checkpoints in %s", task.describe_best(run),
                         os.path.join(folder, "checkpoints"))
     except BaseException as error:
         if not resuming and not isinstance(error, TrainingStopped):
@@ -581,6 +652,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
                            benchmark.evaluable_splits_note))
     check_benchmark(benchmark, config)
     configure_tf32(config)
+    task = task_of(config)
     check_name(name)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
                                     processes)
@@ -588,23 +660,18 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
     threads_before = torch.get_num_threads()  # restored at the end (in-process callers)
     logger.info("%s", apply_torch_threads(config))
     try:
-        model = build_model(config)
-        checkpoint = load_model_weights(model, checkpoint_path)
+        model, checkpoint = task.load_for_evaluation(config, checkpoint_path, processes.device)
         logger.info("checkpoint %s (epoch %s)", checkpoint_path, checkpoint.get("epoch", "?"))
-        apply_channels_last(model.to(processes.device), config)
-        dataset = benchmark.build_dataset(config, split)
+        dataset = task.build_split(benchmark, config, split)
         logger.info("evaluating on the %s split: %d frames, flip test %s", split, len(dataset),
                     "on" if config.val.flip_test else "off")
-        evaluation, targets = evaluate(model, dataset, config, processes)
+        evaluation, targets = task.evaluate(model, dataset, config, processes)
         if processes.is_main:
-            logger.info("%s", benchmark.format_evaluation(evaluation))
-            benchmark.save_evaluation(evaluation, folder, "evaluation")
+            task.report(evaluation, targets, dataset, folder, benchmark)
             write_config(folder, config)
-            save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset, evaluation,
-                            targets, benchmark)
-        # config.evaluation (off by default): per joint, 2D noise, hard frames, cost
-        run_evaluations(model, dataset, config, processes, folder, evaluation, targets, benchmark,
-                        lambda perturb: evaluate(model, dataset, config, processes, perturb)[0])
+        if task.more_evaluations is not None:  # every rank: they evaluate again
+            task.more_evaluations(model, dataset, config, processes, folder, evaluation, targets,
+                                  benchmark)
         if processes.is_main:
             logger.info("results in %s", folder)
     except BaseException:
@@ -614,3 +681,45 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
         torch.set_num_threads(threads_before)
         close_logging()
     return evaluation, folder
+
+
+# ----------------------------------------------------------------------------------------------
+# CA-PF as a Task
+
+def build_capf_model(config, device):
+    """The CA-PF model to train: its starting weights (build_training_model), on `device`."""
+    return apply_channels_last(build_training_model(config).to(device), config)
+
+
+def load_capf_for_evaluation(config, checkpoint_path, device):
+    model = build_model(config)
+    checkpoint = load_model_weights(model, checkpoint_path)
+    apply_channels_last(model.to(device), config)
+    return model, checkpoint
+
+
+def describe_capf_best(run):
+    return "best val P1 %.1f mm" % run.best_p1
+
+
+def report_capf_evaluation(evaluation, targets, dataset, folder, benchmark):
+    """--eval's output: the benchmark's table (console and files) and its best/worst frames."""
+    logger.info("%s", benchmark.format_evaluation(evaluation))
+    benchmark.save_evaluation(evaluation, folder, "evaluation")
+    save_best_worst(os.path.join(folder, "best_worst_frames.png"), dataset, evaluation, targets,
+                    benchmark)
+
+
+def more_capf_evaluations(model, dataset, config, processes, folder, evaluation, targets,
+                          benchmark):
+    """config.evaluation (off by default): per joint, 2D noise, hard frames, cost."""
+    run_evaluations(model, dataset, config, processes, folder, evaluation, targets, benchmark,
+                    lambda perturb: evaluate(model, dataset, config, processes, perturb)[0])
+
+
+CAPF_TASK = Task(
+    build_split=build_split, build_model=build_capf_model,
+    load_for_evaluation=load_capf_for_evaluation, make_optimizer=make_optimizer,
+    set_learning_rate=set_learning_rate, train_step=train_step, evaluate=evaluate,
+    end_of_epoch=end_of_epoch, describe_best=describe_capf_best, report=report_capf_evaluation,
+    more_evaluations=more_capf_evaluations)

@@ -31,10 +31,24 @@ from mvn.errors import CAPFError
 from mvn.geometry import CROP_SHAPE, affine_transform_points, crop_image, get_affine_transform, \
     normalize_screen_coordinates
 from mvn.human36m.facts import SKELETON
-from mvn.models import build_model
-from mvn.models.weights import load_model_weights
+from mvn.models import BACKBONES, build_backbone, build_model
+from mvn.models.weights import load_backbone_weights, load_model_weights
 
 JOINT_SOURCES = ("head", "detector")  # where 2D joints come from when none are given
+# What the heatmap head's channels are: the published COCO file's COCO keypoints, or the
+# Human3.6M joints of a stage-1 detector (train.py with task: detector, its backbone.pth).
+HEAD_KEYPOINTS = ("coco", "h36m")
+
+
+def load_head(model, config, weights):
+    """The heatmap head of `weights` (mvn.coco.load_coco_detector) over the model's backbone;
+    a model without one (model.image_features false) gets the file's own backbone."""
+    backbone = model.backbone
+    if backbone is None:
+        backbone = build_backbone(config.model.backbone.type)
+        load_backbone_weights(backbone, weights,
+                              BACKBONES[config.model.backbone.type].head_prefixes)
+    return load_coco_detector(backbone, weights)
 
 
 class PipelineError(CAPFError):
@@ -64,10 +78,15 @@ class PosePipeline:
     demo), `__call__` for one image."""
 
     def __init__(self, model, config, device, coco_detector=None, person_detector=None,
-                 joints_from="head", flip_test=True, box_padding=BOX_PADDING, amp=False):
+                 joints_from="head", flip_test=True, box_padding=BOX_PADDING, amp=False,
+                 head_keypoints="coco"):
         if joints_from not in JOINT_SOURCES:
             raise PipelineError("joints_from must be one of %s, not %r"
                                 % (", ".join(JOINT_SOURCES), joints_from))
+        if head_keypoints not in HEAD_KEYPOINTS:
+            raise PipelineError("head_keypoints must be one of %s, not %r"
+                                % (", ".join(HEAD_KEYPOINTS), head_keypoints))
+        self.head_keypoints = head_keypoints
         self.model, self.config, self.device = model.to(device).eval(), config, device
         self.coco_detector = None if coco_detector is None else coco_detector.to(device).eval()
         self.person_detector = person_detector
@@ -83,8 +102,7 @@ class PosePipeline:
         config = load_config(config_path)
         model = build_model(config)
         load_model_weights(model, checkpoint_path)
-        coco_detector = (load_coco_detector(model.backbone, coco_weights) if coco_weights
-                         else None)
+        coco_detector = load_head(model, config, coco_weights) if coco_weights else None
         if isinstance(person_detector, str):
             from mvn.person_detector import load_person_detector  # torchvision only if asked
             person_detector = load_person_detector(person_detector, torch.device(device),
@@ -151,8 +169,8 @@ class PosePipeline:
                 coco_crop, coco_scores, features = self._coco_head(images)
                 coco_px = np.stack([affine_transform_points(k, cv2.invertAffineTransform(m))
                                     for k, m in zip(coco_crop, affines)])  # (B, 17, 2) frame px
-                joints_px = keypoint_formats.to_h36m(coco_px, "coco")
-                joints_score = keypoint_formats.scores_to_h36m(coco_scores, "coco")
+                joints_px = keypoint_formats.to_h36m(coco_px, self.head_keypoints)
+                joints_score = keypoint_formats.scores_to_h36m(coco_scores, self.head_keypoints)
             joints_crop = np.stack([affine_transform_points(j, m)
                                     for j, m in zip(joints_px, affines)])     # (B, 17, 2)
             keypoints_2d = np.stack([normalize_screen_coordinates(j, *p["size"])

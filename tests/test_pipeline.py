@@ -163,3 +163,34 @@ def test_demo_without_boxes_uses_the_person_detector(tmp_path, monkeypatch):
     np.testing.assert_allclose(poses["keypoints_2d_px"],
                                keypoint_formats.to_h36m(KnownPeople().keypoints, "coco"))
     assert poses["track_id"].tolist() == [0, 1]
+
+
+def test_a_stage_1_head_gives_human36m_joints_also_to_a_model_without_image_features(tmp_path):
+    """A stage-1 detector's backbone.pth (task: detector) with head_keypoints='h36m': its decoded
+    joints are the 2D joints as they are (no COCO conversion); a model without image features
+    (no backbone) takes the file's own backbone for the head."""
+    from mvn.detector import HeatmapDetector, backbone_file_state, detect
+    from mvn.models import build_backbone
+    from mvn.pipeline import load_head
+    torch.manual_seed(2)
+    stage1 = HeatmapDetector(build_backbone("hrnet_tiny"), 17).eval()
+    weights = str(tmp_path / "backbone.pth")
+    torch.save(backbone_file_state(stage1), weights)
+    config = load_config(None, TINY_OVERRIDES + ["model.image_features=false"])
+    model = build_model(config).eval()
+    assert model.backbone is None
+    pipeline = PosePipeline(model, config, torch.device("cpu"),
+                            coco_detector=load_head(model, config, weights),
+                            head_keypoints="h36m", flip_test=False)
+    image = frame()
+    people = pipeline(image, boxes_px=BOXES[:1])
+    center, scale = coco.box_to_center_scale(BOXES[0])
+    images = prepare_images(torch.from_numpy(crop_image(image, center, scale))[None],
+                            "hrnet_tiny")
+    with torch.no_grad():
+        crop_px = detect(stage1, images)[0].numpy()  # (17, 2) Human3.6M joints, crop pixels
+    frame_px = affine_transform_points(crop_px, cv2.invertAffineTransform(
+        get_affine_transform(center, scale)))
+    np.testing.assert_allclose(people[0].keypoints_2d_px, frame_px, atol=1e-4)
+    with pytest.raises(PipelineError, match="head_keypoints"):
+        PosePipeline(model, config, torch.device("cpu"), head_keypoints="openpose")

@@ -5,6 +5,8 @@ Batch preparation (normalisation, flips) happens on the whole batch later, in `m
 import torch
 from torch.utils.data import Dataset
 
+from mvn.geometry import CROP_SHAPE
+
 
 class LabelledCropDataset(Dataset):
     """Samples from `self.labels` (a labels dataclass with keypoints_2d, keypoints_2d_crop and
@@ -12,6 +14,9 @@ class LabelledCropDataset(Dataset):
     images, or a frame store: mvn.datasets.store)."""
 
     labels = None
+    # False (a model without image features): samples carry an empty (0, 192, 3) image instead
+    # of the decoded crop, so that no frame is read; batch preparation and flips still work.
+    with_images = True
 
     def __len__(self):
         return len(self.labels)
@@ -21,8 +26,12 @@ class LabelledCropDataset(Dataset):
 
     def __getitem__(self, index):
         labels = self.labels
+        if self.with_images:
+            image = torch.from_numpy(self.load_crop(index))                         # (256, 192, 3)
+        else:
+            image = torch.zeros((0, CROP_SHAPE[1], 3), dtype=torch.uint8)           # (0, 192, 3)
         return {
-            "images": torch.from_numpy(self.load_crop(index)),                      # (256, 192, 3)
+            "images": image,
             "keypoints_2d": torch.from_numpy(labels.keypoints_2d[index]),           # (17, 2)
             "keypoints_2d_crop": torch.from_numpy(labels.keypoints_2d_crop[index]),  # (17, 2)
             "keypoints_3d": torch.from_numpy(labels.keypoints_3d[index][None]),     # (1, 17, 3)

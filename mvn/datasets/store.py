@@ -43,6 +43,7 @@ A store folder:
                       the row (bench/RESULTS.md: +3% on a JPEG sample read in-process, about
                       double for a raw one, whose 147 KB cost ~50 us)
 """
+import dataclasses
 import json
 import os
 import shlex
@@ -196,18 +197,21 @@ def write_label_columns(group, columns):
     """One dataset per field of the labels dataclass `columns` (LabelColumns, MpiLabels) under
     `group` (an h5py Group)."""
     for name in columns.__dataclass_fields__:
-        group.create_dataset(name, data=getattr(columns, name))
+        if getattr(columns, name) is not None:  # an optional column the labels lack
+            group.create_dataset(name, data=getattr(columns, name))
 
 
 def read_label_columns(group, kind):
     """The labels dataclass `kind` from the datasets `write_label_columns` wrote (read whole, one
     array each)."""
     fields = kind.__dataclass_fields__
-    missing = [name for name in fields if name not in group]
+    # optional columns (a default, e.g. the ground-truth 2D joints) may be absent
+    required = [name for name, field in fields.items() if field.default is dataclasses.MISSING]
+    missing = [name for name in required if name not in group]
     if missing:
         raise StoreError("%s lacks the label columns %s; rebuild the store"
                          % (group.file.filename, ", ".join(missing)))
-    return kind(**{name: group[name][()] for name in fields})
+    return kind(**{name: group[name][()] for name in fields if name in group})
 
 
 # ----------------------------------------------------------------------------------------------

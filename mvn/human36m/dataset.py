@@ -20,11 +20,11 @@ class Human36MDataset(LabelledCropDataset):
     """Crops from full-frame JPEGs, decoded and warped per sample like the reference."""
 
     def __init__(self, images_root, labels_path, frame_stride=1, bad_records="error",
-                 allow_images_outside_root=False):
+                 allow_images_outside_root=False, keypoints_2d="cpn"):
         self.images_root = images_root
         self.labels_path = labels_path
         self.labels = load_label_columns(labels_path, frame_stride, bad_records,
-                                         allow_images_outside_root)
+                                         allow_images_outside_root, keypoints_2d)
         if not os.path.isdir(images_root):
             raise MissingImageError("images root %s does not exist; extract the frames with "
                                     "H36M-Toolbox/video_to_images.py or set dataset.root"

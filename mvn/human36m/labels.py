@@ -52,22 +52,40 @@ class LabelColumns:
     subaction: np.ndarray           # (N,) int16, 1..2
     camera_id: np.ndarray           # (N,) int16, 0..3
     record: np.ndarray              # (N,) int64, the record's index in the label file
+    # (N, 17, 2) float32, the ground-truth 2D joints in crop pixels (`joints_2d_gt_crop`): what
+    # the 2D detector stage trains on and is scored against; None where the file lacks them.
+    keypoints_2d_truth_crop: np.ndarray = None
 
     def __len__(self):
         return len(self.image)
 
     def subset(self, index):
-        return LabelColumns(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+        return LabelColumns(**{name: None if getattr(self, name) is None
+                               else getattr(self, name)[index]
+                               for name in self.__dataclass_fields__})
 
 
-def records_to_columns(records, path="labels"):
-    """Check that `records` is a label list and turn it into LabelColumns."""
+def keypoint_keys(keypoints_2d="cpn"):
+    """The record keys of the 2D joints called `keypoints_2d` (config dataset.keypoints_2d):
+    'cpn' -> joints_2d_cpn (screen-normalised) and joints_2d_cpn_crop (crop pixels); another
+    name, those H36M-Toolbox/detect_2d.py --name NAME added."""
+    return "joints_2d_%s" % keypoints_2d, "joints_2d_%s_crop" % keypoints_2d
+
+
+def records_to_columns(records, path="labels", keypoints_2d="cpn"):
+    """Check that `records` is a label list and turn it into LabelColumns, its 2D joints those
+    called `keypoints_2d` (`keypoint_keys`)."""
     if not isinstance(records, list) or not records:
         raise LabelError("%s holds %s, not a non-empty list of per-frame records"
                          % (path, type(records).__name__))
     first = records[0]
     if not isinstance(first, dict):
         raise LabelError("%s: records are %s, not dicts" % (path, type(first).__name__))
+    screen_key, crop_key = keypoint_keys(keypoints_2d)
+    if keypoints_2d != "cpn" and not (screen_key in first and crop_key in first):
+        raise LabelError("%s holds no 2D joints '%s' (%s, %s): make them with "
+                         "H36M-Toolbox/detect_2d.py --name %s, or set dataset.keypoints_2d to "
+                         "cpn" % (path, keypoints_2d, screen_key, crop_key, keypoints_2d))
     missing = [k for k in REQUIRED_KEYS if k not in first]
     if missing:
         raise LabelError("%s is not a CA-PF Human3.6M label file: its records lack %s (they have "
@@ -76,8 +94,8 @@ def records_to_columns(records, path="labels"):
     try:
         columns = LabelColumns(
             image=np.array([r["image"] for r in records], dtype=np.bytes_),
-            keypoints_2d=np.stack([r["joints_2d_cpn"] for r in records]).astype(np.float32),
-            keypoints_2d_crop=np.stack([r["joints_2d_cpn_crop"] for r in records]).astype(np.float32),
+            keypoints_2d=np.stack([r[screen_key] for r in records]).astype(np.float32),
+            keypoints_2d_crop=np.stack([r[crop_key] for r in records]).astype(np.float32),
             keypoints_3d=np.stack([r["joints_3d"] for r in records]).astype(np.float32),
             center=np.stack([np.asarray(r["center"]) for r in records]).astype(np.float64),
             scale=np.stack([np.asarray(r["scale"]) for r in records]).astype(np.float64),
@@ -86,6 +104,8 @@ def records_to_columns(records, path="labels"):
             subaction=np.array([r["subaction"] for r in records], dtype=np.int16),
             camera_id=np.array([r["camera_id"] for r in records], dtype=np.int16),
             record=np.arange(len(records), dtype=np.int64),
+            keypoints_2d_truth_crop=np.stack([r["joints_2d_gt_crop"] for r in records]).astype(
+                np.float32) if "joints_2d_gt_crop" in first else None,
         )
     except (KeyError, ValueError, TypeError) as error:
         raise LabelError("%s: a record is malformed (%s: %s)"
@@ -190,10 +210,10 @@ def check_crop_size(columns, path, rows=16):
 
 
 def load_label_columns(path, frame_stride=1, bad_records="error",
-                       allow_images_outside_root=False):
+                       allow_images_outside_root=False, keypoints_2d="cpn"):
     """Read a published label pickle into columns, validated (`validate_label_columns`), then
     every `frame_stride`-th record. Each row keeps its record index in the file (`record`)."""
-    columns = records_to_columns(read_label_pickle(path), path)
+    columns = records_to_columns(read_label_pickle(path), path, keypoints_2d)
     columns = validate_label_columns(columns, path, bad_records, allow_images_outside_root)
     check_crop_size(columns, path)
     if frame_stride > 1:

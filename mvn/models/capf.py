@@ -36,7 +36,10 @@ class CA_PF(nn.Module):
     """forward(images (B,256,192,3) prepared, keypoints_2d (B,17,2), keypoints_2d_crop (B,17,2))
     -> (B,1,17,3) camera-frame joints relative to the pelvis as trained (the targets are
     root-relative; the pelvis row is predicted, close to 0, not forced to 0), in the unit of the
-    training targets: metres for Human3.6M, mm for MPI-INF-3DHP."""
+    training targets: metres for Human3.6M, mm for MPI-INF-3DHP.
+
+    `backbone` None (model.image_features false, an addition): the context-agnostic counterpart,
+    the same transformer on the 2D joints alone; `images` is never read (it may be None)."""
 
     def __init__(self, backbone, volume_net, frozen_backbone=True, backbone_bn_mode="eval"):
         super().__init__()
@@ -50,7 +53,7 @@ class CA_PF(nn.Module):
         # train-mode BatchNorm (the MPI-INF-3DHP recipe, Q4) is several times less accurate on
         # channels-last input (docs/fidelity.md, "Memory layout").
         self.channels_last = False
-        if frozen_backbone:
+        if frozen_backbone and backbone is not None:
             self.backbone.requires_grad_(False)
             if backbone_bn_mode == "eval":
                 self.backbone.eval()
@@ -60,12 +63,13 @@ class CA_PF(nn.Module):
         unless backbone_bn_mode is "train": then it follows the model (QUIRK Q4 of the
         MPI-INF-3DHP code: batch statistics in training, running statistics updated)."""
         super().train(mode)
-        if self.frozen_backbone and self.backbone_bn_mode == "eval":
+        if self.frozen_backbone and self.backbone_bn_mode == "eval" and self.backbone is not None:
             self.backbone.eval()
         return self
 
     def forward(self, images, keypoints_2d, keypoints_2d_crop):
-        return self.lift(keypoints_2d, keypoints_2d_crop, self.backbone_features(images))
+        features = [] if self.backbone is None else self.backbone_features(images)
+        return self.lift(keypoints_2d, keypoints_2d_crop, features)
 
     def backbone_features(self, images):
         """(B, 256, 192, 3) prepared images -> the feature maps volume_net samples."""
@@ -86,11 +90,16 @@ class CA_PF(nn.Module):
 
 
 def build_model(config):
-    """The CA_PF model that `config.model` describes (random initialisation; no files read)."""
+    """The CA_PF model that `config.model` describes (random initialisation; no files read).
+    With model.image_features false no backbone is built: the 2D joints alone are lifted."""
     model_config = config.model
-    backbone = build_backbone(model_config.backbone.type)
+    backbone = None
+    feature_channels = []
+    if model_config.image_features:
+        backbone = build_backbone(model_config.backbone.type)
+        feature_channels = backbone.feature_channels[:model_config.levels]
     volume_net = ContextPoseFormer(
-        feature_channels=backbone.feature_channels[:model_config.levels],
+        feature_channels=feature_channels,
         embed_dim_ratio=model_config.embed_dim_ratio,
         depth=model_config.depth,
         drop_path_rate=model_config.drop_path_rate,

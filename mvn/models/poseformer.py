@@ -155,10 +155,11 @@ class ContextPoseFormer(nn.Module):
         self.feat_embed = nn.ModuleList(nn.Linear(c, D) for c in feature_channels)
         self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, tokens, num_joints, D))
         dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
-        # The MPI-INF-3DHP models have no context blocks (deformable_context=False).
+        # The MPI-INF-3DHP models have no context blocks (deformable_context=False), nor has
+        # the context-agnostic model (no feature levels: one token per joint).
         self.context_blocks = nn.ModuleList(
             DeformableContextBlock(D, feature_channels, mlp_ratio=mlp_ratio, drop_path=dpr[i])
-            for i in range(depth if deformable_context else 0))
+            for i in range(depth if deformable_context and levels else 0))
         self.res_blocks = nn.ModuleList(
             Block(D, num_heads, mlp_ratio, drop_path=dpr[i]) for i in range(depth))
         self.joint_blocks = nn.ModuleList(

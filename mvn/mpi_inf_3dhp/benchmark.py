@@ -16,6 +16,10 @@ from mvn.mpi_inf_3dhp.facts import PUBLISHED_CHECKPOINTS, SKELETON
 def build_dataset(config, split):
     d = config.dataset
     labels_path, stride = split_files(config, split)
+    if d.keypoints_2d != "cpn":
+        raise CAPFError("dataset.keypoints_2d '%s': the MPI-INF-3DHP labels hold only their "
+                        "ground-truth 2D joints (the released models' input); leave it at cpn"
+                        % d.keypoints_2d)
     if d.format == "store":  # the store holds its own labels (made from the label files)
         return MpiInf3dhpStoreDataset(d.store_path, split, frame_stride=stride)
     return MpiInf3dhpDataset(d.root, labels_path, split, frame_stride=stride)

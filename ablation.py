@@ -1,0 +1,203 @@
+"""Does context help? The paper's claim on a synthetic Human3.6M, in one command.
+
+    python ablation.py --logdir logs/ablation [--device cpu|cuda] [--seeds 0 1 2]
+                       [--subjects 1 5 9] [--frames 50] [--detector-epochs 8] [--epochs 4]
+
+1. a synthetic Human3.6M (H36M-Toolbox: synthesis, frames, labels) in <logdir>/data;
+2. stage 1: the tiny HRNet trained as a 2D heatmap detector (experiments/synthetic/
+   detector_tiny.yaml), then its 2D joints of every frame (H36M-Toolbox/detect_2d.py);
+3. CA-PF (experiments/synthetic/tiny.yaml), every seed, the same data and number of steps:
+   (a) the trained detector's frozen backbone (its context), (b) no image features (the 2D
+   joints alone), (c) a random frozen backbone, (d) = (a) on the detector's own 2D joints
+   instead of the CPN-like ones.
+It prints one table (the detector's 2D error; P1 / P2 mean +- std per variant) and writes it to
+<logdir>/ablation.json, .csv and a bar chart ablation.png. Every step is a train.py run with a
+fixed --name: started again, the command continues or reuses what was done.
+"""
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+TOOLBOX = os.path.join(REPO, "H36M-Toolbox")
+DETECTOR_CONFIG = os.path.join("experiments", "synthetic", "detector_tiny.yaml")
+CAPF_CONFIG = os.path.join("experiments", "synthetic", "tiny.yaml")
+DETECTIONS = "stage1"
+VARIANTS = (
+    ("a", "trained detector's context"),
+    ("b", "no image features"),
+    ("c", "random frozen backbone"),
+    ("d", "(a) on the detector's 2D joints"),
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logdir", default=os.path.join("logs", "ablation"))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--subjects", type=int, nargs="+", default=[1, 5, 9],
+                        help="synthetic subjects (S9 and S11 are the validation split)")
+    parser.add_argument("--actions", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--frames", type=int, default=50, help="frames per synthetic video")
+    parser.add_argument("--detector-epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4, help="CA-PF epochs")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="steps per epoch of every run (0: the whole split)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    return parser.parse_args(argv)
+
+
+def run(command):
+    print("\n$ " + " ".join(shlex.quote(c) for c in command), flush=True)
+    path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+    status = subprocess.run(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=path)).returncode
+    if status != 0:
+        sys.exit("ablation: the step above failed (exit status %d); started again, the command "
+                 "continues after the finished steps" % status)
+
+
+def prepare_data(root, args):
+    labels = [os.path.join(root, name) for name in ("h36m_train.pkl", "h36m_validation.pkl")]
+    if all(os.path.isfile(path) for path in labels):
+        return
+    subset = ["--subjects"] + [str(s) for s in args.subjects] + \
+        ["--actions"] + [str(a) for a in args.actions]
+    run([sys.executable, os.path.join(TOOLBOX, "synthesize_h36m.py"), "--root", root,
+         "--frames", str(args.frames), "--seed", "0"] + subset)
+    run([sys.executable, os.path.join(TOOLBOX, "video_to_images.py"), "--root", root] + subset)
+    run([sys.executable, os.path.join(TOOLBOX, "generate_labels_h36m.py"), "--root", root]
+        + subset)
+
+
+def data_options(root, args):
+    return ["dataset.root=%s" % os.path.join(root, "images"),
+            "dataset.train_labels_path=%s" % os.path.join(root, "h36m_train.pkl"),
+            "dataset.val_labels_path=%s" % os.path.join(root, "h36m_validation.pkl"),
+            "dataset.num_workers=%d" % args.workers,
+            "train.max_steps_per_epoch=%d" % args.max_steps, "train.vis_every_epoch=false"]
+
+
+def train(config, logdir, name, options, args):
+    """train.py with --name (continued or reused when it exists); returns its folder."""
+    run([sys.executable, "train.py", "--config", config, "--logdir", logdir, "--name", name,
+         "--resume", "auto", "--device", args.device, "--opts"] + options)
+    return os.path.join(logdir, name)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def variant_options(variant, backbone_file):
+    return {"a": ["model.backbone.pretrained=%s" % backbone_file],
+            "b": ["model.image_features=false"],
+            "c": ["model.backbone.pretrained=none"],
+            "d": ["model.backbone.pretrained=%s" % backbone_file,
+                  "dataset.keypoints_2d=%s" % DETECTIONS]}[variant]
+
+
+def summary(results):
+    """{variant: {'p1_mean', 'p1_std', 'p2_mean', 'p2_std', 'p1', 'p2'}} of per-seed results."""
+    table = {}
+    for variant, runs in results.items():
+        p1 = np.array([r["p1"] for r in runs])
+        p2 = np.array([r["p2"] for r in runs])
+        table[variant] = {"p1": p1.tolist(), "p2": p2.tolist(),
+                          "p1_mean": float(p1.mean()), "p1_std": float(p1.std()),
+                          "p2_mean": float(p2.mean()), "p2_std": float(p2.std())}
+    return table
+
+
+def format_table(detector_row, table):
+    lines = ["detector (stage 1): val 2D error %.2f px, PCK@%gpx %.1f%%"
+             % (detector_row["mean_px"], detector_row["pck_threshold_px"],
+                100 * detector_row["pck"]),
+             "%-40s %18s %18s" % ("CA-PF variant", "P1 mm", "P2 mm")]
+    for key, name in VARIANTS:
+        row = table[key]
+        lines.append("%-40s %9.1f +- %5.1f %9.1f +- %5.1f"
+                     % ("(%s) %s" % (key, name), row["p1_mean"], row["p1_std"], row["p2_mean"],
+                        row["p2_std"]))
+    return "\n".join(lines)
+
+
+def write_outputs(logdir, detector_row, table, seeds):
+    with open(os.path.join(logdir, "ablation.json"), "w") as f:
+        json.dump({"detector": detector_row, "variants": table, "seeds": seeds,
+                   "names": dict(VARIANTS)}, f, indent=1)
+    with open(os.path.join(logdir, "ablation.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["variant", "name", "p1_mean_mm", "p1_std_mm", "p2_mean_mm", "p2_std_mm"])
+        for key, name in VARIANTS:
+            row = table[key]
+            writer.writerow([key, name, "%.3f" % row["p1_mean"], "%.3f" % row["p1_std"],
+                             "%.3f" % row["p2_mean"], "%.3f" % row["p2_std"]])
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axis = plt.subplots(figsize=(7, 4))
+    positions = np.arange(len(VARIANTS))
+    for offset, metric in ((-0.2, "p1"), (0.2, "p2")):
+        axis.bar(positions + offset, [table[k][metric + "_mean"] for k, _ in VARIANTS], 0.4,
+                 yerr=[table[k][metric + "_std"] for k, _ in VARIANTS], capsize=3,
+                 label=metric.upper())
+    axis.set_xticks(positions)
+    axis.set_xticklabels(["(%s) %s" % item for item in VARIANTS], fontsize=7)
+    axis.set_ylabel("mm (mean +- std over %d seed(s))" % len(seeds))
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(logdir, "ablation.png"), dpi=100)
+    plt.close(figure)
+
+
+def ablation(args):
+    logdir = os.path.abspath(args.logdir)
+    root = os.path.join(logdir, "data")
+    os.makedirs(root, exist_ok=True)
+    prepare_data(root, args)
+    data = data_options(root, args)
+    detector = train(DETECTOR_CONFIG, logdir, "detector", data + [
+        "train.n_epochs=%d" % args.detector_epochs], args)
+    backbone_file = os.path.join(detector, "checkpoints", "backbone.pth")
+    detector_row = dict(read_json(os.path.join(detector, "best_evaluation.json"))["average"],
+                        pck_threshold_px=read_json(os.path.join(
+                            detector, "best_evaluation.json"))["pck_threshold_px"])
+    labels = os.path.join(root, "h36m_validation.pkl")
+    from mvn.datasets.label_files import RestrictedUnpickler
+    with open(labels, "rb") as f:
+        has_detections = "joints_2d_%s" % DETECTIONS in RestrictedUnpickler(f).load()[0]
+    if not has_detections:
+        run([sys.executable, os.path.join(TOOLBOX, "detect_2d.py"), "--root", root, "--weights",
+             backbone_file, "--name", DETECTIONS, "--backbone", "hrnet_tiny", "--device",
+             args.device, "--workers", str(args.workers)])
+    results = {key: [] for key, _ in VARIANTS}
+    for seed in args.seeds:
+        for key, _ in VARIANTS:
+            folder = train(CAPF_CONFIG, logdir, "capf_%s_seed%d" % (key, seed),
+                           data + variant_options(key, backbone_file)
+                           + ["seed=%d" % seed, "train.n_epochs=%d" % args.epochs], args)
+            average = read_json(os.path.join(folder, "best_evaluation.json"))["average"]
+            results[key].append({"seed": seed, "p1": average["p1"], "p2": average["p2"]})
+    table = summary(results)
+    write_outputs(logdir, detector_row, table, args.seeds)
+    print("\n" + format_table(detector_row, table))
+    print("\nwritten: %s" % ", ".join(os.path.join(logdir, "ablation." + e)
+                                      for e in ("json", "csv", "png")))
+    return table
+
+
+def main(argv=None):
+    ablation(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
