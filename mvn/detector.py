@@ -239,8 +239,9 @@ class Evaluation2D:
     tables: dict
 
 
-def evaluate(model, dataset, config, processes):
-    """(Evaluation2D, ground truth (N, 17, 2) crop pixels), the same on every rank."""
+def evaluate(model, dataset, config, processes, stop=None):
+    """(Evaluation2D, ground truth (N, 17, 2) crop pixels), the same on every rank (`stop`: see
+    mvn.engine.predict_in_shards)."""
     raw = model.module if isinstance(model, DistributedDataParallel) else model
     raw.eval()
     benchmark = benchmarks.get(config.dataset.name)
@@ -252,7 +253,8 @@ def evaluate(model, dataset, config, processes):
             return detect(raw, images, flips), joints
 
     with torch.no_grad():
-        predictions, truth = predict_in_shards(dataset, config, processes, predict_batch, (17, 2))
+        predictions, truth = predict_in_shards(dataset, config, processes, predict_batch, (17, 2),
+                                               stop=stop)
     n = len(predictions)
     affines = dataset.crop_to_frame[:n]
     errors = joint_errors_px(apply_affines(predictions.numpy(), affines),

@@ -38,7 +38,7 @@ from mvn.experiment import abandon_folder, check_name, close_logging, default_ex
 from mvn.metrics import mpjpe
 from mvn.models import BACKBONES, build_model, default_pretrained_path
 from mvn.models.weights import WeightsError, load_backbone_weights, load_model_weights
-from mvn.stopping import STOP_SIGNALS, StopSignals, TrainingStopped
+from mvn.stopping import EvaluationStopped, STOP_SIGNALS, StopSignals, TrainingStopped
 from mvn.threads import apply_torch_threads
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class ResumableSampler(DistributedSampler):
         return iter(list(super().__iter__())[self.skip:])
 
     def __len__(self):
-        return super().__len__() - self.skip
+        return max(0, super().__len__() - self.skip)
 
 
 def training_loss(prediction, target, config, skeleton):
@@ -307,7 +307,8 @@ def train_one_epoch(model, loader, optimizer, config, epoch, processes, writer=N
     elapsed = time.time() - start
     stats = {"loss": progress["loss_sum"] / max(progress["steps"], 1),
              "steps": progress["steps"], "skipped_steps": progress["skipped"],
-             "samples_per_s": progress["samples"] / max(elapsed, 1e-9), "seconds": elapsed}
+             "samples_per_s": progress["samples"] / max(elapsed, 1e-9), "seconds": elapsed,
+             "end_step": total, "progress": dict(progress)}  # where a stop in evaluation saves
     return stats, global_step
 
 
@@ -348,25 +349,40 @@ def best_epoch_rule(p1_mm, best_p1_mm, round_mm=0.1):
 # Evaluation
 
 @torch.no_grad()
-def predict_in_shards(dataset, config, processes, predict_batch, shape, progress=True):
+def predict_in_shards(dataset, config, processes, predict_batch, shape, progress=True,
+                      stop=None):
     """(predictions, targets) of `predict_batch(batch) -> (B, *shape) each` over the whole
     dataset in order (the first val.max_batches batches with that option).
 
     Each process predicts a contiguous shard; the shards are gathered in rank order, so the
-    result is the same for 1 and N processes."""
+    result is the same for 1 and N processes. `stop` (() -> bool, the same answer on every
+    rank: Run.stop_requested) is asked after every batch, as often on every rank (a shorter
+    shard asks on after its last batch); when it says so, EvaluationStopped ends the evaluation
+    on every rank at once."""
     length = len(dataset)
     if config.val.max_batches > 0:
         length = min(length, config.val.max_batches * config.val.batch_size)
     batch_size = config.val.batch_size
     shard = shard_range(length, processes.rank, processes.world_size, batch_size)
+    most_batches = max(math.ceil(len(shard_range(length, rank, processes.world_size,
+                                                 batch_size)) / batch_size)
+                       for rank in range(processes.world_size))
     loader = make_loader(Subset(dataset, list(shard)), batch_size, config, processes.device)
     predictions, targets = [], []
+    asked = 0
     with tqdm(loader, desc="evaluate", disable=not (progress and processes.is_main),
               dynamic_ncols=True) as bar:
         for batch in bar:
             prediction, target = predict_batch(batch)
             predictions.append(prediction)
             targets.append(target)
+            asked += 1
+            if stop is not None and stop():
+                raise EvaluationStopped("evaluation stopped after %d batch(es)" % asked)
+    while stop is not None and asked < most_batches:  # as many questions as the longest shard
+        asked += 1
+        if stop():
+            raise EvaluationStopped("evaluation stopped after %d batch(es)" % asked)
     empty = torch.zeros((0,) + tuple(shape), device=processes.device)
     local_predictions = torch.cat(predictions) if predictions else empty
     local_targets = torch.cat(targets) if targets else empty
@@ -375,7 +391,7 @@ def predict_in_shards(dataset, config, processes, predict_batch, shape, progress
 
 
 @torch.no_grad()
-def predict(model, dataset, config, processes, progress=True, perturb=None):
+def predict(model, dataset, config, processes, progress=True, perturb=None, stop=None):
     """Predictions (mvn.batch.predict_pose) and root-relative targets (N, 17, 3), in the
     benchmark's unit (Human3.6M: metres; MPI-INF-3DHP: mm), for the whole dataset in order
     (`predict_in_shards`: the same for 1 and N processes). `perturb` (batch -> batch) changes
@@ -395,15 +411,17 @@ def predict(model, dataset, config, processes, progress=True, perturb=None):
                                       config.val.flip_test, skeleton=skeleton)  # (B, 17, 3)
         return prediction, target[:, 0]
 
-    return predict_in_shards(dataset, config, processes, predict_batch, (17, 3), progress)
+    return predict_in_shards(dataset, config, processes, predict_batch, (17, 3), progress,
+                             stop)
 
 
-def evaluate(model, dataset, config, processes, perturb=None):
+def evaluate(model, dataset, config, processes, perturb=None, stop=None):
     """(the benchmark's Evaluation (mvn.benchmark), targets (N, 17, 3)) of `model` on `dataset`
-    (each batch changed by `perturb` first, if given: see `predict`).
+    (each batch changed by `perturb` first, if given; `stop`: see `predict_in_shards`).
 
     Every rank gathers every prediction, so every rank returns the same evaluation."""
-    predictions, targets = predict(model, dataset, config, processes, perturb=perturb)
+    predictions, targets = predict(model, dataset, config, processes, perturb=perturb,
+                                   stop=stop)
     benchmark = benchmarks.get(config.dataset.name)
     return benchmark.evaluate(predictions, targets, dataset, config), targets
 
@@ -458,7 +476,8 @@ class Task:
     set_learning_rate: Callable
     # (model, optimizer, batch, config, processes, generator) -> the loss, or None if skipped
     train_step: Callable
-    # (model, dataset, config, processes) -> (evaluation, targets), the same on every rank
+    # (model, dataset, config, processes, stop=None) -> (evaluation, targets), the same on
+    # every rank; `stop` as predict_in_shards takes it
     evaluate: Callable
     # (run, epoch, lr, stats, evaluation, writer, val_set, targets, benchmark): the epoch's
     # record, the best epoch and its files, TensorBoard, last.bin (Run.save_last)
@@ -499,10 +518,11 @@ class Run:
     def stop_requested(self):
         return self.signals.requested(self.processes, self.processes.control_group)
 
-    def stopped(self, epoch, step):
-        return TrainingStopped("stopped by %s at epoch %d step %d; last.bin is written in %s"
+    def stopped(self, epoch, step, when=None):
+        return TrainingStopped("stopped by %s at epoch %d step %d%s; last.bin is written in %s"
                                % (self.signals.received or "a stop signal", epoch, step,
-                                  self.folder), epoch, step, self.folder)
+                                  " (%s)" % when if when else "", self.folder),
+                               epoch, step, self.folder)
 
 
 def fit(config, processes, logdir, resume=None, name=None, start_over=False):
@@ -579,7 +599,13 @@ def fit(config, processes, logdir, resume=None, name=None, start_over=False):
                 start_step=start_step if first else 0, progress=progress if first else None,
                 on_step=lambda step, progress, epoch=epoch, lr=lr: after_step(
                     run, epoch, step, lr, progress), training_step=task.train_step)
-            evaluation, targets = task.evaluate(model, val_set, config, processes)
+            try:
+                evaluation, targets = task.evaluate(model, val_set, config, processes,
+                                                    stop=run.stop_requested)
+            except EvaluationStopped:  # the epoch's steps are kept; its evaluation is redone
+                run.save_last(epoch, stats["end_step"], lr, stats["progress"])
+                raise run.stopped(epoch, stats["end_step"], "during the epoch's evaluation, "
+                                  "which the resume does again")
             task.end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets,
                               benchmark)
             if run.stop_requested() and epoch + 1 < config.train.n_epochs:

@@ -40,6 +40,11 @@ def stop_when_launcher_dies():
     return True
 
 
+class EvaluationStopped(Exception):
+    """A stop signal during an evaluation inside training: the evaluation ends at the next batch
+    on every rank (mvn.engine.predict_in_shards); fit saves and raises TrainingStopped."""
+
+
 class TrainingStopped(CAPFError):
     """The run stopped on a signal after saving its state; the message says how to resume."""
 

@@ -247,6 +247,43 @@ def test_sigterm_to_a_torchrun_jobs_process_group_stops_every_rank_and_resumes_e
     assert_same_run(straight[2], final_state(folder))
 
 
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_sigterm_during_an_evaluation_stops_within_a_batch_and_the_resume_redoes_it(
+        synthetic_h36m, straight, tmp_path, nproc):
+    """SIGTERM to the process group while the first epoch's evaluation runs (one frame per batch
+    here, so that it lasts): the evaluation ends at the next batch on every rank, last.bin keeps
+    the epoch's steps, the line says the evaluation is redone, and the resume (with the usual
+    batch) is bit-identical to the uninterrupted run."""
+    logdir = str(tmp_path / "logs")
+    log = str(tmp_path / "first.log")
+    process = start(launcher(nproc) + [
+        "--config", CONFIG, "--logdir", logdir, "--device", "cpu", "--name", "run", "--opts"]
+        + run_options(synthetic_h36m, **{"val.batch_size": 1}), log)
+    folder = os.path.join(logdir, "run")
+    try:
+        wait_until(lambda: "evaluate:" in read(log), 300, "the evaluation")
+        os.killpg(process.pid, signal.SIGTERM)
+    except BaseException:
+        finish(process, timeout=1)
+        raise
+    started = time.time()
+    code = finish(process, timeout=120)
+    assert time.time() - started < 30  # within SLURM's default grace
+    assert code == 75 if nproc == 1 else code != 0
+    text = read(log)
+    lines = [l for l in text.replace("\r", "\n").splitlines() if "stopped by SIGTERM" in l]
+    assert len(lines) == 1, text[-3000:]
+    assert "at epoch 0 step %d (during the epoch's evaluation, which the resume does again)" \
+        % STEPS in lines[0]
+    assert position(folder) == (0, STEPS)
+    assert not os.path.exists(os.path.join(folder, "checkpoints", "best_epoch.bin"))
+    resumed = start(launcher(nproc) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
+                                       "--resume", "auto", "--name", "run", "--opts"]
+                    + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
+    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
+    assert_same_run(straight[nproc], final_state(folder))
+
+
 def test_a_killed_torchrun_agent_stops_its_workers_cleanly(synthetic_h36m, straight, tmp_path):
     """kill -9 of the torchrun agent alone: Linux sends its workers SIGTERM (PR_SET_PDEATHSIG,
     mvn.stopping.stop_when_launcher_dies); they stop after the same step with last.bin written
