@@ -157,6 +157,7 @@ def main(argv=None):
     args = parse_args(argv)
     # PyTorch is imported here, after the arguments, so that `--help` is instant.
     from mvn import distributed, engine
+    from mvn.tasks import task_of
     from mvn.checkpoint import find_checkpoint
     from mvn.stopping import EXIT_STOPPED, TrainingStopped, stop_when_launcher_dies
 
@@ -173,11 +174,11 @@ def main(argv=None):
         processes = distributed.setup_processes(args.device, args.local_rank,
                                                 config.train.collective_timeout_s)
         if args.eval:
-            engine.run_evaluation(config, processes, args.logdir, checkpoint, args.eval_dataset,
-                                  name=args.name)
+            engine.run_evaluation(config, processes, args.logdir, checkpoint, task_of(config),
+                                  args.eval_dataset, name=args.name)
         else:
-            engine.fit(config, processes, args.logdir, resume=args.resume, name=args.name,
-                       start_over=args.start_over)
+            engine.fit(config, processes, args.logdir, task_of(config), resume=args.resume,
+                       name=args.name, start_over=args.start_over)
         # Every rank done before the group is torn down: a rank destroying its group while
         # another still finishes its work can abort the process at exit (seen once with gloo).
         distributed.barrier(processes)

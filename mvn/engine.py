@@ -461,7 +461,7 @@ def save_best_worst(path, dataset, evaluation, targets, benchmark):
 class Task:
     """What `fit` and `run_evaluation` train and score, as plain functions. The run machinery
     (experiment folder, resume, stop signals, processes, sampler, checkpoints, TensorBoard) is
-    theirs and the same for every task. `config.task` picks one (`task_of`): CA-PF (CAPF_TASK,
+    theirs and the same for every task. `config.task` picks one (mvn.tasks.task_of): CA-PF (CAPF_TASK,
     below) or the 2D detector stage (mvn.detector.TASK)."""
     # (benchmark, config, split) -> the dataset of that split
     build_split: Callable
@@ -491,13 +491,6 @@ class Task:
     more_evaluations: Callable = None
 
 
-def task_of(config):
-    """The Task that config.task names."""
-    if config.task == "detector":
-        from mvn import detector
-        return detector.TASK
-    return CAPF_TASK
-
 
 class Run:
     """What fit carries from step to step: the model, optimiser, folder and progress, and the
@@ -525,8 +518,9 @@ class Run:
                                epoch, step, self.folder)
 
 
-def fit(config, processes, logdir, resume=None, name=None, start_over=False):
-    """Train for config.train.n_epochs, evaluating after every epoch; returns the folder.
+def fit(config, processes, logdir, task, resume=None, name=None, start_over=False):
+    """Train `task` (mvn.tasks.task_of(config)) for config.train.n_epochs, evaluating after
+    every epoch; returns the folder.
 
     `resume`: an experiment folder (or its last.bin), or 'auto' with `name` (see
     mvn.experiment.open_run_folder). The run continues at the exact step its last.bin recorded.
@@ -537,7 +531,6 @@ def fit(config, processes, logdir, resume=None, name=None, start_over=False):
     configure_tf32(config)
     benchmark = benchmarks.get(config.dataset.name)
     check_benchmark(benchmark, config)  # what evaluation.* and train.noise_2d_px read
-    task = task_of(config)
     folder, resuming, run_lock = open_run_folder(logdir, config, processes, resume, name)
     # --resume FILE: that checkpoint exactly (else the folder's newest complete one)
     resume_file = resume if resume not in (None, "auto") and os.path.isfile(resume) else None
@@ -666,10 +659,10 @@ def end_of_epoch(run, epoch, lr, stats, evaluation, writer, val_set, targets, be
     run.save_last(epoch + 1, 0, lr)
 
 
-def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name=None):
-    """--eval: load a checkpoint, print and save the benchmark's evaluation (and its best/worst
-    frames) in a new folder `name` (default <title>_eval@<date-time>) under `logdir`. Returns
-    (the Evaluation, the evaluation folder)."""
+def run_evaluation(config, processes, logdir, checkpoint_path, task, split="val", name=None):
+    """--eval: load a checkpoint into `task`'s model (mvn.tasks.task_of(config)), print and save
+    the benchmark's evaluation (and its best/worst frames) in a new folder `name` (default
+    <title>_eval@<date-time>) under `logdir`. Returns (the Evaluation, the evaluation folder)."""
     benchmark = benchmarks.get(config.dataset.name)
     if split not in benchmark.evaluable_splits:
         raise CAPFError("%s: --eval scores only the %s split (%s): its official tables exist "
@@ -678,7 +671,6 @@ def run_evaluation(config, processes, logdir, checkpoint_path, split="val", name
                            benchmark.evaluable_splits_note))
     check_benchmark(benchmark, config)
     configure_tf32(config)
-    task = task_of(config)
     check_name(name)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
                                     processes)
