@@ -350,3 +350,34 @@ def test_a_damaged_frame_is_skipped_with_a_warning_or_stops_the_run_keeping_the_
     assert last.startswith("demo.py: error: image ") and "b.jpg is damaged" in last
     poses = np.load(tmp_path / "stop" / "poses.npz")
     np.testing.assert_array_equal(poses["frame_names"], ["a.jpg"])
+
+
+def test_the_quick_start_model_runs_on_frames_and_joints_taken_from_a_label_file(
+        synthetic_h36m, tiny_files, tmp_path):
+    """docs/demo_inputs_from_labels.py (docs/demo.md's example for the quick start's model):
+    frames and their label joints in pixels, which the demo takes as they are."""
+    spec = importlib.util.spec_from_file_location(
+        "demo_inputs", os.path.join(REPO_ROOT, "docs", "demo_inputs_from_labels.py"))
+    demo_inputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_inputs)
+    from mvn.geometry import normalize_screen_coordinates
+    from mvn.human36m.labels import load_label_columns
+    labels = os.path.join(synthetic_h36m, "h36m_validation.pkl")
+    names = demo_inputs.write_inputs(labels, os.path.join(synthetic_h36m, "images"), 3,
+                                     str(tmp_path / "inputs"))
+    assert names == ["000.jpg", "001.jpg", "002.jpg"]
+    joints = json.loads((tmp_path / "inputs" / "keypoints.json").read_text())
+    columns = load_label_columns(labels)
+    last = len(columns) - 1  # the three records: first, middle, last
+    frame = cv2.imread(str(tmp_path / "inputs" / "frames" / "002.jpg"))
+    height, width = frame.shape[:2]
+    np.testing.assert_allclose(normalize_screen_coordinates(np.array(joints["002.jpg"]), width,
+                                                            height),
+                               columns.keypoints_2d[last], atol=1e-4)
+    demo = load_demo()
+    assert demo.main(["--config", tiny_files["config"], "--checkpoint", tiny_files["checkpoint"],
+                      "--images", str(tmp_path / "inputs" / "frames"), "--keypoints",
+                      str(tmp_path / "inputs" / "keypoints.json"), "--out", str(tmp_path / "out"),
+                      "--device", "cpu", "--no-flip-test"]) == 0
+    poses = np.load(tmp_path / "out" / "poses.npz")
+    np.testing.assert_allclose(poses["keypoints_2d_px"], [joints[n] for n in names])
