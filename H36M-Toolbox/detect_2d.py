@@ -19,7 +19,6 @@ started again continues after them, with the same results as an uninterrupted on
 """
 import json
 import os
-import pickle
 
 import numpy as np
 import torch
@@ -39,7 +38,6 @@ from mvn.human36m.labels import keypoint_keys, read_label_pickle
 from mvn.models import BACKBONES, build_backbone
 from mvn.models.weights import WeightsError
 
-PICKLE_PROTOCOL = 4  # as generate_labels_h36m.py writes the label files
 SPLITS = ("train", "val")
 
 
@@ -128,13 +126,6 @@ def add_columns(records, columns, name):
     return records
 
 
-def write_label_file(path, records):
-    temporary = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
-    with open(temporary, "wb") as f:
-        pickle.dump(records, f, protocol=PICKLE_PROTOCOL)
-    os.replace(temporary, path)
-
-
 def videopose3d_positions(all_records, all_frame_px):
     """positions_2d: subject 'S1' -> action 'Directions 1' -> [4 cameras (frames, 17, 2) px]."""
     lengths = {}
@@ -211,7 +202,7 @@ def detect_2d(args):
         all_records.extend(records)
         all_frame_px.append(frame_px)
         add_columns(records, {"crop": crop_px, "frame": frame_px}, args.name)
-        write_label_file(path, records)
+        tb.write_label_file(path, records)
         print("wrote joints_2d_%s(_crop) of %d frames into %s" % (args.name, len(records), path))
     write_npz(npz_path(args.root, args.name),
               videopose3d_positions(all_records, np.concatenate(all_frame_px)))

@@ -19,7 +19,6 @@ from mvn.human36m import facts as h36m
 from mvn.images import ImageError, read_frame_bgr
 
 JOINTS_17 = list(h36m.JOINTS_17_FROM_32)
-PICKLE_PROTOCOL = 4
 
 
 def image_size(path):
@@ -149,13 +148,6 @@ def find_detections(positions_2d, sequence):
     return None
 
 
-def _write_pickle(path, records):
-    tmp = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
-    with open(tmp, "wb") as f:
-        pickle.dump(records, f, protocol=PICKLE_PROTOCOL)
-    os.replace(tmp, path)
-
-
 def generate_labels(root, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS, workers=1):
     """Write the two label files under `root`; returns their paths (train, validation)."""
     tb.check_subjects_actions(subjects, actions)
@@ -183,8 +175,8 @@ def generate_labels(root, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS, work
         (train if sequence.subject in h36m.TRAIN_SUBJECTS else validation).extend(records)
     paths = (os.path.join(root, h36m.LABEL_FILES["train"]),
              os.path.join(root, h36m.LABEL_FILES["val"]))
-    _write_pickle(paths[0], train)
-    _write_pickle(paths[1], validation)
+    tb.write_label_file(paths[0], train)
+    tb.write_label_file(paths[1], validation)
     print("wrote %d records to %s and %d to %s" % (len(train), paths[0], len(validation), paths[1]))
     return paths
 

@@ -10,6 +10,7 @@ Raw layout (the release after extraction, see README.md), relative to the toolbo
 """
 import argparse
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 
@@ -35,6 +36,18 @@ class ToolboxError(CAPFError):
 
 class ToolboxWarning(UserWarning):
     """Something skipped or cut, as the reference does; the message names the sequence."""
+
+
+LABEL_PICKLE_PROTOCOL = 4  # the label files' pickle protocol (readable by Python 3.4+)
+
+
+def write_label_file(path, records):
+    """The label records as a pickle at `path`, written whole or not at all (a temporary file
+    beside it, renamed over it)."""
+    temporary = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
+    with open(temporary, "wb") as f:
+        pickle.dump(records, f, protocol=LABEL_PICKLE_PROTOCOL)
+    os.replace(temporary, path)
 
 
 def warn(message):
