@@ -33,6 +33,7 @@ from mvn.geometry import CROP_SHAPE, affine_transform_points, crop_image, get_af
 from mvn.human36m.facts import SKELETON
 from mvn.models import BACKBONES, build_backbone, build_model
 from mvn.models.weights import load_backbone_weights, load_model_weights
+from mvn.person_detector import load_person_detector
 
 JOINT_SOURCES = ("head", "detector")  # where 2D joints come from when none are given
 # What the heatmap head's channels are: the published COCO file's COCO keypoints, or the
@@ -104,7 +105,6 @@ class PosePipeline:
         load_model_weights(model, checkpoint_path)
         coco_detector = load_head(model, config, coco_weights) if coco_weights else None
         if isinstance(person_detector, str):
-            from mvn.person_detector import load_person_detector  # torchvision only if asked
             person_detector = load_person_detector(person_detector, torch.device(device),
                                                    detector_weights)
         return cls(model, config, torch.device(device), coco_detector, person_detector,
