@@ -20,7 +20,7 @@ import torch
 from mvn.checkpoint import atomic_save, model_state_with_module_prefix
 from mvn.checksum import verify_checksum
 from mvn.config import load_config
-from mvn.engine import make_optimizer
+from mvn.recipe import make_optimizer
 from mvn.errors import run_main
 from mvn.models import build_model
 from mvn.models.weights import read_weights_file

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from mvn import engine
+from mvn import engine, recipe
 from mvn.config import load_config
 from mvn.distributed import single_process
 from mvn.errors import run_main
@@ -50,13 +50,13 @@ def option_config(option, backbone):
 
 def build(config, device):
     """The filled model with the config's options, the module to call, and its optimiser."""
-    engine.configure_tf32(config)
+    recipe.configure_tf32(config)
     model = build_model(config)
     with torch.no_grad():
         fill_reference_weights(model.state_dict())
-    model = engine.apply_channels_last(model.to(device), config)
+    model = recipe.apply_channels_last(model.to(device), config)
     call = torch.compile(model) if config.train.compile else model  # as engine.fit
-    return model, call, engine.make_optimizer(model, config)
+    return model, call, recipe.make_optimizer(model, config)
 
 
 def random_batch(batch_size, seed=0):
@@ -104,7 +104,7 @@ def reference_output(call, config, vectors, device, round_images_to_bf16=False):
         inputs[0] = inputs[0].bfloat16().float()
     if config.train.channels_last:
         inputs[0] = inputs[0].contiguous()  # the prepared (B, 256, 192, 3) NHWC batch
-    with engine.autocast(config, device):
+    with recipe.autocast(config, device):
         return call(*inputs).float().cpu()
 
 

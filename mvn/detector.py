@@ -27,8 +27,7 @@ from mvn.batch import mirror_x, prepare_images
 from mvn.checkpoint import CHECKPOINT_FOLDER, atomic_save, save_best
 from mvn.coco import HEAD_PREFIX, decode_heatmaps, heatmap_to_crop_px
 from mvn.distributed import all_ranks_finite
-from mvn.engine import Task, autocast, best_epoch_rule, predict_in_shards, \
-    resolve_pretrained_path
+from mvn.engine import Task, best_epoch_rule, predict_in_shards
 from mvn.errors import CAPFError
 from mvn.geometry import apply_affines
 from mvn.heatmaps import flip_test_heatmaps, heatmap_loss, heatmap_targets
@@ -37,6 +36,7 @@ from mvn.models.backbones import BACKBONES
 from mvn.models.capf import build_backbone
 from mvn.models.weights import check_state_dict, extract_state_dict, load_backbone_weights, \
     read_weights_file
+from mvn.recipe import autocast, resolve_pretrained_path
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, load_reference, run_toolbox
-from mvn import engine
+from mvn import recipe
 from mvn.config import load_config
 from mvn.models import build_model
 
@@ -41,8 +41,8 @@ def tiny_output(options, reference, inputs):
     config = load_config(None, TINY + options)
     model = build_model(config).eval()
     model.load_state_dict(reference["state_dict"])
-    model = engine.apply_channels_last(model, config)
-    with torch.no_grad(), engine.autocast(config, torch.device("cpu")):
+    model = recipe.apply_channels_last(model, config)
+    with torch.no_grad(), recipe.autocast(config, torch.device("cpu")):
         return model, model(*inputs).float()
 
 

@@ -9,7 +9,7 @@ from mvn import checkpoint
 from mvn.checkpoint import (CheckpointWriteError, experiment_folder_of, find_checkpoint,
                             model_state_with_module_prefix, resume_state, save_best, save_last)
 from mvn.config import load_config
-from mvn.engine import make_optimizer
+from mvn.recipe import make_optimizer
 from mvn.experiment import write_config
 from mvn.models import build_model
 from mvn.models.weights import WeightsError

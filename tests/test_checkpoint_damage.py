@@ -17,7 +17,7 @@ from mvn.checkpoint import (CheckpointWriteError, ResumeRefused, model_state_wit
                             resume_state, save_best, save_last)
 from mvn.checksum import COMMENT_BYTES, MAGIC, verify_checksum
 from mvn.config import load_config
-from mvn.engine import make_optimizer
+from mvn.recipe import make_optimizer
 from mvn.experiment import write_config
 from mvn.models import build_model
 from mvn.models.weights import DamagedFileError, WeightsError, load_model_weights

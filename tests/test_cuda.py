@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import fill_state_dict, load_reference
-from mvn import engine
+from mvn import engine, recipe
 from mvn.batch import prepare_images, predict_pose
 from mvn.config import load_config
 from mvn.distributed import single_process
@@ -74,7 +74,7 @@ def test_one_training_step_on_the_gpu_matches_the_cpu():
     for device in ("cpu", "cuda"):
         torch.manual_seed(0)
         model = build_model(config).to(device)
-        optimizer = engine.make_optimizer(model, config)
+        optimizer = recipe.make_optimizer(model, config)
         loss = engine.train_step(model, optimizer, batch, config, single_process(device),
                                  torch.Generator().manual_seed(1))
         models[device] = (model, loss.item())

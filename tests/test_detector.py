@@ -125,7 +125,7 @@ def test_train_py_trains_the_detector_and_writes_its_files(trained_detector):
 def test_the_backbone_file_is_capf_frozen_backbone(trained_detector):
     """checkpoints/backbone.pth has the published file's layout: train.py's CA-PF loads it as
     model.backbone.pretrained (its `final_layer.*` left out), weights equal to the detector's."""
-    from mvn.engine import build_training_model
+    from mvn.recipe import build_training_model
     _, folder = trained_detector
     path = os.path.join(folder, "checkpoints", "backbone.pth")
     state = torch.load(path, weights_only=True)

@@ -10,7 +10,7 @@ on it check the device placement of every op at the cost of building the model.
 import pytest
 import torch
 
-from mvn import engine
+from mvn import engine, recipe
 from mvn.batch import flip_test, prepare_batch
 from mvn.config import load_config
 from mvn.distributed import single_process
@@ -38,7 +38,7 @@ def dataloader_batch(batch_size=2):
             "keypoints_3d": torch.zeros(batch_size, 1, 17, 3, dtype=torch.float64)}
 
 
-# channels_last (one code path for every backbone: engine.apply_channels_last) with the
+# channels_last (one code path for every backbone: recipe.apply_channels_last) with the
 # published backbone; each backbone in the default layout.
 @pytest.mark.parametrize("backbone, channels_last", [("hrnet_32", True)] + [
     (name, False) for name in sorted(BACKBONE_CONFIGS)])
@@ -47,8 +47,8 @@ def test_training_step_and_flip_test_keep_every_tensor_on_the_model_device(backb
     config = load_config(None, BACKBONE_CONFIGS[backbone] + [
         "model.backbone.pretrained=none", "loss.grad_clip=1.0",
         "train.channels_last=%s" % str(channels_last).lower()])
-    model = engine.apply_channels_last(build_model(config).to(META), config)
-    optimizer = engine.make_optimizer(model, config)
+    model = recipe.apply_channels_last(build_model(config).to(META), config)
+    optimizer = recipe.make_optimizer(model, config)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     model.train()
     flips = torch.Generator().manual_seed(0)  # draws: flip, then no flip (both paths run)

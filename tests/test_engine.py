@@ -7,7 +7,7 @@ import torch
 
 import train as train_cli
 from conftest import REPO_ROOT
-from mvn import engine
+from mvn import engine, recipe
 from mvn.config import load_config
 from mvn.distributed import single_process
 from mvn.models import build_model
@@ -37,7 +37,7 @@ def released_match_name_keywords(name, keywords):
 def optimizer_of(config):
     with torch.device("meta"):  # full-size models, no memory
         model = build_model(config)
-    return model, engine.make_optimizer(model, config)
+    return model, recipe.make_optimizer(model, config)
 
 
 @pytest.mark.parametrize("name", sorted(RELEASED_LR))
@@ -72,7 +72,7 @@ def test_intended_two_group_recipe_is_an_explicit_option():
     assert others["lr"] == 0.0064 and offsets["lr"] == pytest.approx(0.00064)
     offset_ids = {id(p) for n, p in model.named_parameters() if "sampling_offsets" in n}
     assert {id(p) for p in offsets["params"]} == offset_ids and len(offset_ids) == 8
-    engine.set_learning_rate(optimizer, config, 2)
+    recipe.set_learning_rate(optimizer, config, 2)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(
         [0.0064 * 0.99 ** 2, 0.00064 * 0.99 ** 2])
 
@@ -81,7 +81,7 @@ def test_learning_rate_decays_per_epoch_as_the_released_loop_multiplies():
     config = load_config(os.path.join(EXPERIMENTS, "human36m/hrnet_32.yaml"))
     lr = config.train.volume_net_lr
     for epoch in range(40):
-        assert engine.learning_rate(config, epoch) == lr  # exactly: the same float64 products
+        assert recipe.learning_rate(config, epoch) == lr  # exactly: the same float64 products
         lr *= 0.99
 
 
@@ -115,8 +115,8 @@ def test_gradient_clipping_threshold_uses_the_initial_lr(synthetic_h36m, monkeyp
     from mvn.benchmarks import build_dataset
     config = load_config(CONFIG, options(synthetic_h36m) + ["loss.grad_clip=0.5"])
     model = build_model(config)
-    optimizer = engine.make_optimizer(model, config)
-    engine.set_learning_rate(optimizer, config, 5)        # a decayed lr in the optimizer
+    optimizer = recipe.make_optimizer(model, config)
+    recipe.set_learning_rate(optimizer, config, 5)        # a decayed lr in the optimizer
     assert optimizer.param_groups[0]["lr"] < config.train.volume_net_lr
     thresholds = []
     real_clip = torch.nn.utils.clip_grad_norm_
@@ -136,9 +136,9 @@ def test_tf32_option_sets_both_cuda_switches():
     config = load_config(None, ["train.tf32=true"])
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
-        engine.configure_tf32(config)
+        recipe.configure_tf32(config)
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-        engine.configure_tf32(load_config(None))
+        recipe.configure_tf32(load_config(None))
         assert not torch.backends.cuda.matmul.allow_tf32
         assert not torch.backends.cudnn.allow_tf32  # exact fp32 by default
     finally:

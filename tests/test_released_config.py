@@ -7,7 +7,7 @@ import torch
 
 from conftest import REPO_ROOT
 from mvn.config import ConfigError, load_config
-from mvn.engine import make_optimizer
+from mvn.recipe import make_optimizer
 from mvn.models import build_model
 
 EXPERIMENTS = os.path.join(REPO_ROOT, "experiments")

@@ -13,7 +13,7 @@ import torch
 
 from conftest import REPO_ROOT, free_port, zero_jpeg_middle
 import train as train_cli
-from mvn import engine
+from mvn import engine, recipe
 from mvn.checkpoint import model_state_with_module_prefix
 from mvn.distributed import single_process
 from mvn.config import load_config
@@ -202,7 +202,7 @@ def test_nan_loss_step_is_skipped_and_counted(synthetic_h36m):
     bad = {k: v.clone() for k, v in good.items()}
     bad["keypoints_3d"][0, 0, 3, 0] = float("nan")
     model = build_model(config)
-    optimizer = engine.make_optimizer(model, config)
+    optimizer = recipe.make_optimizer(model, config)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     stats, step = engine.train_one_epoch(model, [bad], optimizer, config, 0, processes)
     assert stats["skipped_steps"] == 1 and stats["steps"] == 0 and step == 0

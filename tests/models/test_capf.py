@@ -125,7 +125,7 @@ def test_backbone_frozen_and_kept_in_eval_mode():
 
 
 def test_the_backbone_gets_the_released_nchw_layout_unless_channels_last():
-    from mvn.engine import apply_channels_last
+    from mvn.recipe import apply_channels_last
     model = build_model(load_config(None, TINY)).eval()
     seen = []
     model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))

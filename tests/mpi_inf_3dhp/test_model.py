@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from mvn import benchmarks, engine
+from mvn import benchmarks, engine, recipe
 from mvn.mpi_inf_3dhp import facts as mpi_inf_3dhp
 from mvn.batch import flip_batch, prepare_batch
 from mvn.config import load_config
@@ -118,16 +118,16 @@ def test_q1_learning_rate_of_the_recipe_and_its_switch():
     matches every name); train.volume_net_lr=0.0007 gives the intended rate."""
     config = config_of("hrnet_32")
     assert config.train.volume_net_lr == 0.0007 * 0.1
-    assert [engine.learning_rate(config, e) for e in range(3)] == \
+    assert [recipe.learning_rate(config, e) for e in range(3)] == \
         [0.0007 * 0.1, 0.0007 * 0.1 * 0.97, 0.0007 * 0.1 * 0.97 * 0.97]
     with torch.device("meta"):
         model = build_model(config)
-    optimizer = engine.make_optimizer(model, config)
+    optimizer = recipe.make_optimizer(model, config)
     assert len(optimizer.param_groups) == 1
     assert len(optimizer.param_groups[0]["params"]) == 111  # every volume_net tensor
     assert optimizer.param_groups[0]["lr"] == 0.0007 * 0.1
     assert optimizer.param_groups[0]["weight_decay"] == 0.1
-    intended = engine.make_optimizer(model, config_of("hrnet_32", "train.volume_net_lr=0.0007"))
+    intended = recipe.make_optimizer(model, config_of("hrnet_32", "train.volume_net_lr=0.0007"))
     assert intended.param_groups[0]["lr"] == 0.0007
 
 
