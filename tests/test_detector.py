@@ -11,6 +11,7 @@ import torch
 
 import train as train_cli
 from conftest import REPO_ROOT, free_port
+from test_train import only_folder, options as train_options
 from mvn import detector
 from mvn.config import load_config
 from mvn.distributed import single_process
@@ -75,24 +76,11 @@ def test_only_backbones_with_a_heatmap_head_train_as_detectors():
 
 
 def options(root, **extra):
-    values = {
-        "dataset.root": os.path.join(root, "images"),
-        "dataset.train_labels_path": os.path.join(root, "h36m_train.pkl"),
-        "dataset.val_labels_path": os.path.join(root, "h36m_validation.pkl"),
-        "dataset.num_workers": 0,
-        "dataset.val_frame_stride": 11,     # 96 frames -> 9: uneven shards over 2 processes
-        "train.batch_size": 2,
-        "train.max_steps_per_epoch": 2,
-        "train.n_epochs": 1,
-        "val.batch_size": 2,
-    }
+    """test_train's options with the detector's small sizes (96 val frames -> 9 at stride 11:
+    uneven shards over 2 processes)."""
+    values = {"dataset.val_frame_stride": 11, "train.batch_size": 2, "val.batch_size": 2}
     values.update(extra)
-    return ["%s=%s" % item for item in values.items()]
-
-
-def only_folder(logdir):
-    (name,) = os.listdir(logdir)
-    return os.path.join(logdir, name)
+    return train_options(root, **values)
 
 
 @pytest.fixture(scope="module")
