@@ -111,6 +111,16 @@ def assert_same_run(a, b):
         [{k: v for k, v in h.items() if k not in drop} for h in b["history"]]
 
 
+def resume_auto_and_compare(nproc, root, logdir, tmp_path, straight):
+    """`--resume auto --name run` with `nproc` processes finishes the run in logdir/run, and its
+    final state is bit-identical to the uninterrupted run's."""
+    resumed = start(launcher(nproc) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
+                                       "--resume", "auto", "--name", "run", "--opts"]
+                    + run_options(root), str(tmp_path / "resume.log"))
+    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
+    assert_same_run(straight[nproc], final_state(os.path.join(logdir, "run")))
+
+
 @pytest.fixture(scope="module")
 def straight(synthetic_h36m, tmp_path_factory):
     """Uninterrupted runs, 1 and 2 processes: their final last.bin."""
@@ -205,11 +215,7 @@ def test_sigterm_stops_after_the_step_with_one_line_and_resumes_exactly(syntheti
     assert "--resume %s" % folder in line[0]
     epoch, step = position(folder)
     assert "at epoch %d step %d" % (epoch, step) in line[0] and (epoch, step) < (2, 0)
-    resumed = start(launcher(1) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
-                                   "--resume", "auto", "--name", "run", "--opts"]
-                    + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
-    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
-    assert_same_run(straight[1], final_state(folder))
+    resume_auto_and_compare(1, synthetic_h36m, logdir, tmp_path, straight)
 
 
 def test_sigterm_to_a_torchrun_jobs_process_group_stops_every_rank_and_resumes_exactly(
@@ -240,11 +246,7 @@ def test_sigterm_to_a_torchrun_jobs_process_group_stops_every_rank_and_resumes_e
     assert len(lines) == 1 and "--nproc_per_node=2" in lines[0], text[-3000:]
     epoch, step = position(folder)
     assert "at epoch %d step %d" % (epoch, step) in lines[0] and (epoch, step) < (2, 0)
-    resumed = start(launcher(2) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
-                                   "--resume", "auto", "--name", "run", "--opts"]
-                    + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
-    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
-    assert_same_run(straight[2], final_state(folder))
+    resume_auto_and_compare(2, synthetic_h36m, logdir, tmp_path, straight)
 
 
 @pytest.mark.parametrize("nproc", [1, 2])
@@ -277,11 +279,7 @@ def test_sigterm_during_an_evaluation_stops_within_a_batch_and_the_resume_redoes
         % STEPS in lines[0]
     assert position(folder) == (0, STEPS)
     assert not os.path.exists(os.path.join(folder, "checkpoints", "best_epoch.bin"))
-    resumed = start(launcher(nproc) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
-                                       "--resume", "auto", "--name", "run", "--opts"]
-                    + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
-    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
-    assert_same_run(straight[nproc], final_state(folder))
+    resume_auto_and_compare(nproc, synthetic_h36m, logdir, tmp_path, straight)
 
 
 def test_a_killed_torchrun_agent_stops_its_workers_cleanly(synthetic_h36m, straight, tmp_path):
@@ -306,11 +304,7 @@ def test_a_killed_torchrun_agent_stops_its_workers_cleanly(synthetic_h36m, strai
     assert len(lines) == 1, text[-3000:]
     epoch, step = position(folder)
     assert "at epoch %d step %d" % (epoch, step) in lines[0] and (epoch, step) < (2, 0)
-    resumed = start(launcher(2) + ["--config", CONFIG, "--logdir", logdir, "--device", "cpu",
-                                   "--resume", "auto", "--name", "run", "--opts"]
-                    + run_options(synthetic_h36m), str(tmp_path / "resume.log"))
-    assert finish(resumed) == 0, read(tmp_path / "resume.log")[-3000:]
-    assert_same_run(straight[2], final_state(folder))
+    resume_auto_and_compare(2, synthetic_h36m, logdir, tmp_path, straight)
 
 
 def alive(pid):
