@@ -7,6 +7,7 @@ takes the benchmark's `skeleton` (mvn.skeleton.Skeleton; `mvn.benchmarks.get(nam
 """
 import torch
 
+from mvn.cached_features import CachedFeatures
 from mvn.geometry import CROP_SHAPE
 from mvn.models.backbones import BACKBONES
 
@@ -96,16 +97,22 @@ def prepare_batch(batch, backbone_type, device, flip=False, *, skeleton):
 
     `batch` holds 'images' (B,256,192,3) uint8 BGR, 'keypoints_2d' (B,17,2),
     'keypoints_2d_crop' (B,17,2) and 'keypoints_3d' (B,1,17,3) (metres; mm for MPI-INF-3DHP).
+    With 'features' (a feature cache's maps, mvn/feature_cache.py), the images returned are a
+    CachedFeatures that the model reads in place of the backbone's output.
     With `flip`, the whole batch is mirrored (QUIRK, docs/fidelity.md: the training loop draws
     once per batch, not per sample).
     """
     non_blocking = device.type == "cuda"
-    images = batch["images"].to(device, non_blocking=non_blocking)
     keypoints_2d = batch["keypoints_2d"].to(device, torch.float32, non_blocking=non_blocking)
     keypoints_2d_crop = batch["keypoints_2d_crop"].to(device, torch.float32,
                                                       non_blocking=non_blocking)
     keypoints_3d = batch["keypoints_3d"].to(device, torch.float32, non_blocking=non_blocking)
-    images = prepare_images(images, backbone_type)
+    if "features" in batch:  # train.feature_cache: the backbone's maps instead of images
+        images = CachedFeatures([m.to(device, non_blocking=non_blocking)
+                                 for m in batch["features"]])
+    else:
+        images = prepare_images(batch["images"].to(device, non_blocking=non_blocking),
+                                backbone_type)
     target = root_relative(keypoints_3d, skeleton)
     if flip:
         images, keypoints_2d, keypoints_2d_crop, target = flip_batch(

@@ -105,6 +105,13 @@ DEFAULTS = {
         # inputs, both of them moved as a detection would (mvn/evaluations/noise.py); 0: the
         # released inputs, unchanged
         "noise_2d_px": 0.0,
+        # The frozen backbone's maps of every frame (and of its mirror image) computed once and
+        # read back (mvn/feature_cache.py, an addition; training and --eval): "none" (the
+        # released path: the backbone runs on every batch), "memory" (computed at the start of
+        # each run) or "disk" (kept in feature_cache_dir, reused by later runs of the same
+        # backbone and frames). Needs a frozen backbone with bn_mode eval.
+        "feature_cache": "none",
+        "feature_cache_dir": "",  # "": <logdir>/feature_cache
     },
     "val": {
         "batch_size": 512,
@@ -275,6 +282,9 @@ def _validate(config, source):
     if config["task"] not in ("capf", "detector"):
         raise ConfigError("%s: task must be 'capf' (the 3D lifter) or 'detector' (the 2D "
                           "detector stage), got '%s'" % (source, config["task"]))
+    if config["train"]["feature_cache"] not in ("none", "memory", "disk"):
+        raise ConfigError("%s: train.feature_cache must be 'none', 'memory' or 'disk', got '%s'"
+                          % (source, config["train"]["feature_cache"]))
     if config["dataset"]["format"] not in ("pkl", "store"):
         raise ConfigError("%s: dataset.format must be 'pkl' or 'store', got '%s'"
                           % (source, config["dataset"]["format"]))

@@ -33,6 +33,7 @@ from mvn.distributed import all_ranks_finite, barrier, gather_in_order, shard_ra
 from mvn.errors import CAPFError
 from mvn.evaluations.noise import noise_function
 from mvn.evaluations.report import check_benchmark, log_epoch, run_evaluations
+from mvn.feature_cache import attach_feature_cache, check_config as check_feature_cache
 from mvn.experiment import abandon_folder, check_name, close_logging, default_experiment_name, \
     make_experiment_folder, open_run_folder, record_config_change, setup_logging, write_config
 from mvn.metrics import mpjpe
@@ -427,6 +428,7 @@ def fit(config, processes, logdir, task, resume=None, name=None, start_over=Fals
     configure_tf32(config)
     benchmark = benchmarks.get(config.dataset.name)
     check_benchmark(benchmark, config)  # what evaluation.* and train.noise_2d_px read
+    check_feature_cache(config)
     folder, resuming, run_lock = open_run_folder(logdir, config, processes, resume, name)
     # --resume FILE: that checkpoint exactly (else the folder's newest complete one)
     resume_file = resume if resume not in (None, "auto") and os.path.isfile(resume) else None
@@ -452,6 +454,14 @@ def fit(config, processes, logdir, task, resume=None, name=None, start_over=Fals
         model = task.build_model(config, processes.device)
         optimizer = task.make_optimizer(model, config)
         run = Run(config, processes, folder, model, optimizer, signals)
+        signals.install()
+        for split, dataset in (("train", train_set), ("val", val_set)):  # train.feature_cache
+            if not attach_feature_cache(model, dataset, config, processes.device,
+                                        benchmark.skeleton, logdir, split, run.stop_requested):
+                raise TrainingStopped(
+                    "stopped by %s while the backbone's maps of the %s split were computed "
+                    "(train.feature_cache), before any training step of this start; nothing of "
+                    "them is kept" % (signals.received or "a stop signal", split), 0, 0, folder)
         start_epoch, start_step, progress = 0, 0, {}
         state = (resume_state(model, optimizer, folder, resume_file, start_over)
                  if resuming else None)
@@ -476,7 +486,6 @@ def fit(config, processes, logdir, task, resume=None, name=None, start_over=Fals
         steps_per_epoch = min(math.ceil(len(sampler) / config.train.batch_size),
                               config.train.max_steps_per_epoch or len(loader))
         global_step = start_epoch * steps_per_epoch + start_step
-        signals.install()
 
         for epoch in range(start_epoch, config.train.n_epochs):
             first = epoch == start_epoch
@@ -566,6 +575,7 @@ def run_evaluation(config, processes, logdir, checkpoint_path, task, split="val"
                         % (benchmark.name, " / ".join(benchmark.evaluable_splits),
                            benchmark.evaluable_splits_note))
     check_benchmark(benchmark, config)
+    check_feature_cache(config)
     configure_tf32(config)
     check_name(name)
     folder = make_experiment_folder(logdir, name or default_experiment_name(config.title, "_eval"),
@@ -577,6 +587,8 @@ def run_evaluation(config, processes, logdir, checkpoint_path, task, split="val"
         model, checkpoint = task.load_for_evaluation(config, checkpoint_path, processes.device)
         logger.info("checkpoint %s (epoch %s)", checkpoint_path, checkpoint.get("epoch", "?"))
         dataset = task.build_split(benchmark, config, split)
+        attach_feature_cache(model, dataset, config, processes.device, benchmark.skeleton, logdir,
+                             split)  # train.feature_cache: the noise sweep reads it 6 times
         logger.info("evaluating on the %s split: %d frames, flip test %s", split, len(dataset),
                     "on" if config.val.flip_test else "off")
         evaluation, targets = task.evaluate(model, dataset, config, processes)

@@ -4,6 +4,7 @@ import os
 import torch
 import torch.nn as nn
 
+from mvn.cached_features import CachedFeatures
 from mvn.geometry import CROP_HALF_XY
 
 from .backbones import BACKBONES
@@ -72,7 +73,11 @@ class CA_PF(nn.Module):
         return self.lift(keypoints_2d, keypoints_2d_crop, features)
 
     def backbone_features(self, images):
-        """(B, 256, 192, 3) prepared images -> the feature maps volume_net samples."""
+        """(B, 256, 192, 3) prepared images -> the feature maps volume_net samples. A
+        CachedFeatures batch (train.feature_cache) gives its stored maps: the backbone's output
+        for these frames, computed before."""
+        if isinstance(images, CachedFeatures):
+            return images.maps()[:len(self.volume_net.feat_embed)]
         images = images.permute(0, 3, 1, 2)  # (B, 3, 256, 192), a view of the NHWC batch
         if not self.channels_last:
             images = images.contiguous()     # the released layout
