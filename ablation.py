@@ -1,7 +1,7 @@
 """Does context help? The paper's claim on a synthetic Human3.6M, in one command.
 
     python ablation.py --logdir logs/ablation [--device cpu|cuda] [--seeds 0 1 2]
-                       [--subjects 1 5 9] [--frames 50] [--detector-epochs 8] [--epochs 4]
+                       [--subjects 1 5 9] [--frames 25] [--detector-epochs 10] [--epochs 10]
 
 1. a synthetic Human3.6M (H36M-Toolbox: synthesis, frames, labels) in <logdir>/data;
 2. stage 1: the tiny HRNet trained as a 2D heatmap detector (experiments/synthetic/
@@ -9,7 +9,9 @@
 3. CA-PF (experiments/synthetic/tiny.yaml), every seed, the same data and number of steps:
    (a) the trained detector's frozen backbone (its context), (b) no image features (the 2D
    joints alone), (c) a random frozen backbone, (d) = (a) on the detector's own 2D joints
-   instead of the CPN-like ones.
+   instead of the CPN-like ones. The frozen backbones' maps are computed once per backbone
+   (train.feature_cache=disk, in <logdir>/feature_cache): (a) and (d) of every seed share one
+   set; (c) has one per seed (each seed's random initialisation).
 It prints one table (the detector's 2D error; P1 / P2 mean +- std per variant) and writes it to
 <logdir>/ablation.json, .csv and a bar chart ablation.png. Every step is a train.py run with a
 fixed --name: started again, the command continues or reuses what was done.
@@ -21,6 +23,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -46,9 +49,14 @@ def parse_args(argv=None):
     parser.add_argument("--subjects", type=int, nargs="+", default=[1, 5, 9],
                         help="synthetic subjects (S9 and S11 are the validation split)")
     parser.add_argument("--actions", type=int, nargs="+", default=[2, 3])
-    parser.add_argument("--frames", type=int, default=50, help="frames per synthetic video")
-    parser.add_argument("--detector-epochs", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=4, help="CA-PF epochs")
+    parser.add_argument("--frames", type=int, default=25, help="frames per synthetic video")
+    parser.add_argument("--detector-epochs", type=int, default=10,
+                        help="stage-1 epochs (the lr drops x0.1 after 80%% and 90%% of them)")
+    parser.add_argument("--epochs", type=int, default=10, help="CA-PF epochs")
+    parser.add_argument("--batch-size", type=int, default=8, help="CA-PF batch size")
+    parser.add_argument("--lr", type=float, default=0.001,
+                        help="CA-PF lr (train.volume_net_lr; the quick start's, chosen there for "
+                             "few CPU minutes of small batches)")
     parser.add_argument("--max-steps", type=int, default=0,
                         help="steps per epoch of every run (0: the whole split)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
@@ -98,11 +106,18 @@ def read_json(path):
 
 
 def variant_options(variant, backbone_file):
-    return {"a": ["model.backbone.pretrained=%s" % backbone_file],
+    cache = "train.feature_cache=disk"  # <logdir>/feature_cache, shared by the runs
+    return {"a": ["model.backbone.pretrained=%s" % backbone_file, cache],
             "b": ["model.image_features=false"],
-            "c": ["model.backbone.pretrained=none"],
-            "d": ["model.backbone.pretrained=%s" % backbone_file,
+            "c": ["model.backbone.pretrained=none", cache],
+            "d": ["model.backbone.pretrained=%s" % backbone_file, cache,
                   "dataset.keypoints_2d=%s" % DETECTIONS]}[variant]
+
+
+def detector_lr_steps(epochs):
+    """The recipe's two lr drops (x0.1 each; 170 and 200 of its 210 epochs) at 80% and 90%."""
+    return "detector.lr_steps=[%d,%d]" % (max(1, round(0.8 * epochs)),
+                                          max(1, round(0.9 * epochs)))
 
 
 def summary(results):
@@ -160,13 +175,15 @@ def write_outputs(logdir, detector_row, table, seeds):
 
 
 def ablation(args):
+    start = time.time()
     logdir = os.path.abspath(args.logdir)
     root = os.path.join(logdir, "data")
     os.makedirs(root, exist_ok=True)
     prepare_data(root, args)
     data = data_options(root, args)
     detector = train(DETECTOR_CONFIG, logdir, "detector", data + [
-        "train.n_epochs=%d" % args.detector_epochs], args)
+        "train.n_epochs=%d" % args.detector_epochs, detector_lr_steps(args.detector_epochs)],
+        args)
     backbone_file = os.path.join(detector, "checkpoints", "backbone.pth")
     detector_row = dict(read_json(os.path.join(detector, "best_evaluation.json"))["average"],
                         pck_threshold_px=read_json(os.path.join(
@@ -184,13 +201,17 @@ def ablation(args):
         for key, _ in VARIANTS:
             folder = train(CAPF_CONFIG, logdir, "capf_%s_seed%d" % (key, seed),
                            data + variant_options(key, backbone_file)
-                           + ["seed=%d" % seed, "train.n_epochs=%d" % args.epochs], args)
+                           + ["seed=%d" % seed, "train.n_epochs=%d" % args.epochs,
+                              "train.batch_size=%d" % args.batch_size,
+                              "train.volume_net_lr=%g" % args.lr], args)
             average = read_json(os.path.join(folder, "best_evaluation.json"))["average"]
             results[key].append({"seed": seed, "p1": average["p1"], "p2": average["p2"]})
     table = summary(results)
     write_outputs(logdir, detector_row, table, args.seeds)
     print("\n" + format_table(detector_row, table))
-    print("\nwritten: %s" % ", ".join(os.path.join(logdir, "ablation." + e)
+    print("\ntotal time %.1f min (steps reused from an earlier start not counted)"
+          % ((time.time() - start) / 60))
+    print("written: %s" % ", ".join(os.path.join(logdir, "ablation." + e)
                                       for e in ("json", "csv", "png")))
     return table
 

@@ -33,6 +33,10 @@ def test_ablation_runs_end_to_end_and_writes_its_table(tmp_path, capsys):
     capf_d = os.path.join(logdir, "capf_d_seed0", "config.yaml")
     assert "image_features: false" in open(capf_b).read()
     assert "keypoints_2d: stage1" in open(capf_d).read()
+    # the frozen backbones' maps computed once per backbone and split: the trained detector's
+    # (shared by (a) and (d)) and seed 0's random one (c)
+    caches = sorted(os.listdir(os.path.join(logdir, "feature_cache")))
+    assert [name.split("_")[0] for name in caches] == ["train", "train", "val", "val"], caches
     # started again, every step is reused: the same table
     ablation.main(["--logdir", logdir, "--seeds", "0", "--subjects", "1", "9", "--actions", "2",
                    "--frames", "3", "--detector-epochs", "1", "--epochs", "1", "--max-steps", "1",
