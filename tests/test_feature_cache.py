@@ -135,3 +135,19 @@ def test_a_cache_that_would_change_the_numbers_is_refused(synthetic_h36m, overri
     with pytest.raises(FeatureCacheError, match=reason):
         check_config(config)
     check_config(make_config(synthetic_h36m, **override))  # without the cache: accepted
+
+
+def test_a_stop_while_the_maps_are_computed_leaves_no_partial_cache(synthetic_h36m, tmp_path):
+    config = make_config(synthetic_h36m, **{"train.feature_cache": "disk"})
+    dataset, model = val_set_and_model(config)
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return len(asked) == 2  # after the second batch
+
+    assert not attach_feature_cache(model, dataset, config, torch.device("cpu"), SKELETON,
+                                    str(tmp_path), "val", stop)
+    assert len(asked) == 2
+    assert dataset.feature_cache is None and dataset.with_images
+    assert os.listdir(os.path.join(str(tmp_path), "feature_cache")) == []
