@@ -13,7 +13,9 @@
    (train.feature_cache=disk, in <logdir>/feature_cache): (a) and (d) of every seed share one
    set; (c) has one per seed (each seed's random initialisation).
 It prints one table (the detector's 2D error; P1 / P2 mean +- std per variant) and writes it to
-<logdir>/ablation.json, .csv and a bar chart ablation.png. Every step is a train.py run with a
+<logdir>/ablation.json, .csv and a bar chart ablation.png. Then what the frozen maps encode: a
+linear probe (mvn/evaluations/feature_probe.py) from the 2D joints, alone or with the trained
+detector's / a random backbone's maps sampled at them, to the 3D joints (into ablation.json). Every step is a train.py run with a
 fixed --name: started again, the command continues or reuses what was done.
 """
 import argparse
@@ -145,10 +147,65 @@ def format_table(detector_row, table):
     return "\n".join(lines)
 
 
-def write_outputs(logdir, detector_row, table, seeds):
+PROBES = (
+    ("2d", "2D joints alone"),
+    ("a", "+ trained detector's maps at the joints"),
+    ("c", "+ random backbone's maps (seed %d)"),
+)
+
+
+def context_probe(logdir, data, backbone_file, args):
+    """What the frozen maps encode (mvn/evaluations/feature_probe.py): a ridge regression from
+    the 2D joints (+ a backbone's maps sampled at them) to the 3D joints, fitted on the training
+    split, scored on the validation split; the maps are the ones the CA-PF runs cached.
+    Returns {probe key: {mean_joint_error_mm, depth_error_mm, ridge_strength, inputs}}."""
+    import torch
+    from mvn import benchmarks, engine
+    from mvn.config import load_config
+    from mvn.evaluations import feature_probe
+    from mvn.feature_cache import build_feature_cache
+    from mvn.recipe import build_training_model
+    benchmark = benchmarks.get("human36m")
+    device = torch.device(args.device)
+    seed = args.seeds[0]
+    inputs, targets = {}, {}
+    for key, _ in PROBES:
+        config = load_config(os.path.join(REPO, CAPF_CONFIG), data + ["seed=%d" % seed] + (
+            variant_options(key, backbone_file) if key != "2d" else []))
+        torch.manual_seed(config.seed)  # as train.py builds the model (c's random backbone)
+        model = build_training_model(config).to(device) if key != "2d" else None
+        for split in ("train", "val"):
+            dataset = engine.build_split(benchmark, config, split)
+            labels = dataset.labels
+            root = benchmark.skeleton.root_joint
+            targets[split] = (labels.keypoints_3d - labels.keypoints_3d[:, root:root + 1]) \
+                * benchmark.unit_mm                                           # (N, 17, 3) mm
+            sampled = None
+            if model is not None:
+                cache = build_feature_cache(model, dataset, config, device, benchmark.skeleton,
+                                            logdir, split)
+                maps = [level[:, 0] for level in cache.levels]  # unmirrored, per level
+                sampled = feature_probe.sample_at_joints(maps, labels.keypoints_2d_crop)
+            inputs[key, split] = feature_probe.probe_inputs(labels.keypoints_2d, sampled)
+    return {key: feature_probe.probe(inputs[key, "train"], targets["train"], inputs[key, "val"],
+                                     targets["val"]) for key, _ in PROBES}
+
+
+def format_probe(probe, seed):
+    lines = ["linear probe (ridge: train -> val)  %29s %12s" % ("3D joint error mm",
+                                                                 "depth error mm")]
+    for key, name in PROBES:
+        lines.append("%-50s %14.1f %14.1f" % (name % seed if "%" in name else name,
+                                               probe[key]["mean_joint_error_mm"],
+                                               probe[key]["depth_error_mm"]))
+    return "\n".join(lines)
+
+
+def write_outputs(logdir, detector_row, table, seeds, probe=None):
     with open(os.path.join(logdir, "ablation.json"), "w") as f:
         json.dump({"detector": detector_row, "variants": table, "seeds": seeds,
-                   "names": dict(VARIANTS)}, f, indent=1)
+                   "names": dict(VARIANTS), "probe": probe,
+                   "probe_names": dict(PROBES)}, f, indent=1)
     with open(os.path.join(logdir, "ablation.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["variant", "name", "p1_mean_mm", "p1_std_mm", "p2_mean_mm", "p2_std_mm"])
@@ -207,8 +264,10 @@ def ablation(args):
             average = read_json(os.path.join(folder, "best_evaluation.json"))["average"]
             results[key].append({"seed": seed, "p1": average["p1"], "p2": average["p2"]})
     table = summary(results)
-    write_outputs(logdir, detector_row, table, args.seeds)
+    probe = context_probe(logdir, data, backbone_file, args)
+    write_outputs(logdir, detector_row, table, args.seeds, probe)
     print("\n" + format_table(detector_row, table))
+    print("\n" + format_probe(probe, args.seeds[0]))
     print("\ntotal time %.1f min (steps reused from an earlier start not counted)"
           % ((time.time() - start) / 60))
     print("written: %s" % ", ".join(os.path.join(logdir, "ablation." + e)

@@ -23,6 +23,9 @@ def test_ablation_runs_end_to_end_and_writes_its_table(tmp_path, capsys):
     for row in result["variants"].values():
         assert len(row["p1"]) == 1 and math.isfinite(row["p1_mean"]) and row["p1_std"] == 0
     assert math.isfinite(result["detector"]["mean_px"])
+    assert set(result["probe"]) == {"2d", "a", "c"}
+    assert all(math.isfinite(row["mean_joint_error_mm"]) for row in result["probe"].values())
+    assert result["probe"]["a"]["inputs"] == 17 * 2 + 17 * (8 + 16 + 32 + 64)  # 2D + 4 levels
     with open(os.path.join(logdir, "ablation.csv")) as f:
         assert [row["variant"] for row in csv.DictReader(f)] == ["a", "b", "c", "d"]
     assert os.path.getsize(os.path.join(logdir, "ablation.png")) > 1000
