@@ -3,12 +3,18 @@
     python3 -m venv .venv && . .venv/bin/activate
     python3 install.py             # the exact versions of requirements.lock (what CI tests)
     python3 install.py --latest    # the newest versions requirements.txt allows (drift check)
+    python3 install.py --torch 2.14.1 --person-detector
+                                   # another torch release + its torchvision, the lock's others
 
 Steps, each printed as the command it runs:
   1. PyTorch at the lock's version: on a machine without an NVIDIA GPU from PyTorch's CPU wheel
      index (plain PyPI gives Linux the multi-GB CUDA build), else from the default index (CUDA).
   2. Everything else: `pip install -r requirements.lock` (or `--upgrade -r requirements.txt`).
   3. This package, editable: `pip install --no-deps -e .` (makes `mvn` importable everywhere).
+With --torch VERSION, steps 1-2 are one command instead: torch==VERSION (with --person-detector
+also the torchvision built for it, mvn/versions.py) and the lock's other packages, from the default
+indexes with their dependencies (on Linux PyPI's CUDA build, several GB, which also runs on the
+CPU). CI uses it for the person-detector tests where the lock's torch has no torchvision.
 Standard library and `mvn.errors` only: it runs before anything is installed (quickstart.py and
 .ci/run use it).
 """
@@ -122,7 +128,36 @@ def install_torchvision():
         run(command)
 
 
-def install(latest=False, person_detector=False):
+def locked_requirements(without, lock_path=os.path.join(REPO, LOCK)):
+    """The lock's pins ('numpy==2.4.6', ...), less those of the packages in `without`."""
+    pins = []
+    with open(lock_path) as lock:
+        for line in lock:
+            pin = line.split("#")[0].strip()
+            if pin and pin.partition("==")[0].strip().lower() not in without:
+                pins.append(pin)
+    return pins
+
+
+def pair_command(torch_version, person_detector):
+    """One pip command: torch==`torch_version` (+ its torchvision with `person_detector`) and the
+    lock's other pins, resolved together, dependencies included (a CUDA build needs its NVIDIA
+    libraries to import, even on the CPU)."""
+    specs = ["torch==%s" % torch_version]
+    if person_detector:
+        release = torchvision_for(torch_version)
+        if release is None:
+            raise InstallError("no torchvision release is known for torch %s (mvn/versions.py)"
+                               % torch_version)
+        specs.append("torchvision==%s.*" % release)
+    return pip_command() + specs + locked_requirements({"torch", "torchvision"})
+
+
+def install(latest=False, person_detector=False, torch_version=None):
+    if torch_version is not None:  # another torch than the lock's (see the docstring)
+        run(pair_command(torch_version, person_detector))
+        run(pip_command() + ["--no-deps", "-e", "."])
+        return
     install_torch(locked_version("torch"))
     if latest:
         run(pip_command() + ["--upgrade", "-r", RANGES])
@@ -141,11 +176,18 @@ def main(argv=None):
     parser.add_argument("--person-detector", action="store_true",
                         help="also torchvision, for demo.py's person detector (the release built "
                              "for the installed torch, from the same index)")
+    parser.add_argument("--torch", metavar="VERSION", dest="torch_version",
+                        help="this torch release instead of the lock's (with --person-detector "
+                             "also its torchvision), from the default indexes with its "
+                             "dependencies; the lock's other packages as pinned")
     args = parser.parse_args(argv)
+    if args.torch_version and args.latest:
+        parser.error("--torch goes with the lock's versions, not --latest")
     if sys.prefix == sys.base_prefix and not os.environ.get("CONDA_PREFIX"):
         print("note: %s is not a virtual environment; the packages go into its site-packages"
               % sys.executable, flush=True)
-    return run_main(lambda: install(args.latest, args.person_detector), "install.py")
+    return run_main(lambda: install(args.latest, args.person_detector, args.torch_version),
+                    "install.py")
 
 
 if __name__ == "__main__":

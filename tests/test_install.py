@@ -39,3 +39,19 @@ def test_torchvision_is_the_release_built_for_the_installed_torch():
     with pytest.raises(install.InstallError, match="no torchvision release is known for torch "
                        "3.0.0"):
         install.torchvision_commands("3.0.0", nvidia_gpu=False)
+
+
+def test_another_torch_comes_with_its_torchvision_and_the_locks_other_pins():
+    install = load_install()
+    command = install.pair_command("2.14.1", person_detector=True)
+    pins = command[command.index("torch==2.14.1"):]
+    with open(os.path.join(REPO_ROOT, "requirements.lock")) as lock:
+        locked = [line.strip() for line in lock if line.strip() and not line.startswith("#")]
+    others = [pin for pin in locked if not pin.startswith("torch==")]
+    assert len(others) == len(locked) - 1 and len(others) > 10  # the lock's torch left out
+    assert pins == ["torch==2.14.1", "torchvision==0.29.*"] + others
+    assert "--no-deps" not in command and "--index-url" not in command
+    assert install.pair_command("2.14.1", person_detector=False)[len(install.pip_command())] \
+        == "torch==2.14.1"
+    with pytest.raises(install.InstallError, match="no torchvision release is known"):
+        install.pair_command("3.0.0", person_detector=True)
