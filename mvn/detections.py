@@ -109,6 +109,9 @@ def build_model(backbone, weights, device, num_joints=17):
         raise DetectionsError("--backbone %s: the detector is an HRNet with its heatmap head; use "
                               "one of %s" % (backbone, ", ".join(
                                   n for n, r in BACKBONES.items() if HEAD_PREFIX in r.head_prefixes)))
+    if not os.path.isfile(weights):
+        raise DetectionsError("--weights %s does not exist: pass a stage-1 run's "
+                              "checkpoints/backbone.pth or a published HRNet file" % weights)
     model = HeatmapDetector(build_backbone(backbone), num_joints)
     try:
         load_detector_weights(model, weights)

@@ -12,10 +12,9 @@ import pytest
 
 import train as train_cli
 from conftest import REPO_ROOT
-from test_detect_2d import decoded_joints, interrupted_after
+from test_detect_2d import decoded_joints
 from test_train import only_folder
 from test_train_3dhp import options
-from mvn import detections
 from mvn.benchmarks import build_dataset
 from mvn.config import load_config
 from mvn.detector import HeatmapDetector, load_detector_weights
@@ -93,7 +92,8 @@ def trained_detector(synthetic_3dhp, tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("detector_3dhp"))
     assert train_cli.main(["--config", CONFIG, "--logdir", logdir, "--device", "cpu", "--opts"]
                           + options(synthetic_3dhp, **{"train.batch_size": 2,
-                                                       "train.max_steps_per_epoch": 1})) == 0
+                                                       "train.max_steps_per_epoch": 1,
+                                                       "dataset.val_frame_stride": 2})) == 0
     return synthetic_3dhp, only_folder(logdir)
 
 
@@ -101,7 +101,8 @@ def test_train_py_trains_the_detector_and_scores_it_per_test_sequence(trained_de
     root, folder = trained_detector
     with open(os.path.join(folder, "best_evaluation.json")) as f:
         table = json.load(f)
-    val = MpiInf3dhpDataset(root, os.path.join(root, mpi.LABEL_FILES["test"]), "val")
+    val = MpiInf3dhpDataset(root, os.path.join(root, mpi.LABEL_FILES["test"]), "val",
+                            frame_stride=2)
     assert set(table["groups"]) == {"TS%d" % s for s in np.unique(val.labels.sequence)}
     for name, row in table["groups"].items():
         assert row["frames"] == int((val.labels.sequence == int(name[2:])).sum())
@@ -179,29 +180,6 @@ def test_the_columns_hold_the_detectors_joints(detected, split, key):
                                - [1, h / w], atol=1e-6)
     np.testing.assert_array_equal(selected.labels.keypoints_2d_truth_crop,
                                   labels.keypoints_2d_truth_crop)
-
-
-def test_an_interrupted_detections_run_resumed_writes_identical_files(detected, tmp_path,
-                                                                      monkeypatch):
-    straight, weights = detected
-    root = str(tmp_path / "interrupted")
-    shutil.copytree(straight, root)
-    for key in ("train", "test"):  # back to the labels without the detections
-        data = read_label_npz(os.path.join(root, mpi.LABEL_FILES[key]))
-        entries = ([e for cameras, _ in data.values() for e in cameras.values()]
-                   if key == "train" else list(data.values()))
-        for entry in entries:
-            del entry["data_2d_tiny"], entry["data_2d_tiny_crop"]
-        with open(os.path.join(root, mpi.LABEL_FILES[key]), "wb") as f:
-            np.savez_compressed(f, data=data)
-    interrupted_after(monkeypatch, 1, lambda: detect_2d_3dhp.main(arguments(root, weights)))
-    assert len(os.listdir(detections.partial_folder(root, "tiny"))) == 2  # settings + 1 chunk
-    detect_2d_3dhp.main(arguments(root, weights))
-    assert not os.path.exists(detections.partial_folder(root, "tiny"))
-    for key in ("train", "test"):
-        with open(os.path.join(root, mpi.LABEL_FILES[key]), "rb") as a, \
-                open(os.path.join(straight, mpi.LABEL_FILES[key]), "rb") as b:
-            assert a.read() == b.read()
 
 
 def test_capf_trains_on_the_3dhp_detections(detected, tmp_path):
