@@ -170,7 +170,8 @@ def image_crop_truth(data_2d, data_3d, intrinsics_index):
     the label's data_3d in its own dtype, intrinsics entry `intrinsics_index`) and the
     ground-truth 2D joints `data_2d` (F, 17, 2) full-frame px in that crop: (centre (F, 2),
     scale (F, 2), joints (F, 17, 2) crop px). Vectorised (mvn.geometry's closed form): it agrees
-    with the label script's per-frame cv2 matrices to their float32 rounding (~1e-4 px)."""
+    with the per-frame cv2 matrices the crops were warped with to their float32 rounding
+    (~1e-4 px)."""
     center, scale = mpi.crop_center_scale(np.asarray(data_3d)[:, mpi.ROOT_JOINT], intrinsics_index)
     to_crop = invert_affines(crop_to_frame_affines(center, scale))   # (F, 2, 3)
     return (center.astype(np.float64), scale.astype(np.float64),
