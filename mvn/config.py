@@ -68,7 +68,8 @@ DEFAULTS = {
         "bad_records": "error",
         "allow_images_outside_root": False,  # absolute or '..' image paths in the labels
         # The 2D joints CA-PF trains and evaluates on: "cpn" (the released labels' CPN
-        # detections) or the NAME of H36M-Toolbox/detect_2d.py --name NAME (Human3.6M, pkl).
+        # detections; MPI-INF-3DHP: the ground truth) or the NAME of H36M-Toolbox/detect_2d.py /
+        # MPI-INF-3DHP-Toolbox/detect_2d_3dhp.py --name NAME (label files, format pkl).
         "keypoints_2d": "cpn",
         # Use every n-th labelled frame (1 = all; the published protocol evaluates on all).
         "train_frame_stride": 1,

@@ -169,6 +169,13 @@ def apply_affines(points_px, affines):
                      affines[..., 1, 0] * x + affines[..., 1, 1] * y + affines[..., 1, 2]], -1)
 
 
+def invert_affines(affines):
+    """(N, 2, 3) matrices -> (N, 2, 3) float64 matrices of the inverse maps."""
+    affines = np.asarray(affines, dtype=np.float64)
+    inverse = np.linalg.inv(affines[:, :, :2])                        # (N, 2, 2)
+    return np.concatenate([inverse, -inverse @ affines[:, :, 2:]], -1)
+
+
 def crop_image(image, center, scale, output_shape=CROP_SHAPE):
     """(H, W, C) full frame -> (256, 192, C) crop: bilinear warp, zeros outside the frame."""
     M = get_affine_transform(center, scale, output_shape)

@@ -12,7 +12,7 @@ import torch
 
 import train as train_cli
 from conftest import REPO_ROOT
-from mvn import geometry
+from mvn import detections, geometry
 from mvn.batch import prepare_images
 from mvn.datasets.label_files import read_npz_array
 from mvn.detector import HeatmapDetector, backbone_file_state
@@ -52,6 +52,41 @@ def detected(synthetic_h36m, tmp_path_factory):
     return root, weights, model
 
 
+def decoded_joints(model, crop_bgr):
+    """(17, 2) crop pixels, recomputed here: the heatmaps of one crop (the tiny HRNet, no flip
+    test), argmax + a quarter pixel towards the higher neighbour, x 4."""
+    images = prepare_images(torch.from_numpy(crop_bgr)[None], "hrnet_tiny")
+    with torch.no_grad():
+        heatmaps = model(images)[0].numpy()  # (17, 64, 48)
+    joints = np.zeros((17, 2))
+    for joint in range(17):
+        y, x = np.unravel_index(np.argmax(heatmaps[joint]), heatmaps[joint].shape)
+        expected = np.array([x, y], np.float64)
+        if 1 < x < 47 and 1 < y < 63:
+            expected += 0.25 * np.sign([heatmaps[joint, y, x + 1] - heatmaps[joint, y, x - 1],
+                                        heatmaps[joint, y + 1, x] - heatmaps[joint, y - 1, x]])
+        joints[joint] = expected * 4
+    return joints
+
+
+def interrupted_after(monkeypatch, saves, run):
+    """`run()` stopped by a KeyboardInterrupt when it is about to save its chunk `saves` + 1
+    (the chunks before it saved)."""
+    calls = []
+    original = detections.save_atomic
+
+    def interrupt(path, array):
+        if len(calls) == saves:
+            raise KeyboardInterrupt
+        calls.append(path)
+        original(path, array)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(detections, "save_atomic", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+
+
 def test_columns_hold_the_detectors_joints(detected):
     root, _, model = detected
     path = os.path.join(root, h36m.LABEL_FILES["val"])
@@ -60,20 +95,9 @@ def test_columns_hold_the_detectors_joints(detected):
     assert not np.array_equal(columns.keypoints_2d_crop, cpn.keypoints_2d_crop)
     np.testing.assert_array_equal(columns.keypoints_3d, cpn.keypoints_3d)  # the rest unchanged
     dataset = Human36MDataset(os.path.join(root, "images"), path)
-    # recomputed here: heatmaps of two frames, argmax + a quarter pixel towards the higher
-    # neighbour, x 4 (crop pixels)
     for index in (0, len(dataset) - 1):
-        images = prepare_images(torch.from_numpy(dataset.load_crop(index))[None], "hrnet_tiny")
-        with torch.no_grad():
-            heatmaps = model(images)[0].numpy()  # (17, 64, 48)
-        for joint in range(17):
-            y, x = np.unravel_index(np.argmax(heatmaps[joint]), heatmaps[joint].shape)
-            expected = np.array([x, y], np.float64)
-            if 1 < x < 47 and 1 < y < 63:
-                expected += 0.25 * np.sign([heatmaps[joint, y, x + 1] - heatmaps[joint, y, x - 1],
-                                            heatmaps[joint, y + 1, x] - heatmaps[joint, y - 1, x]])
-            np.testing.assert_allclose(columns.keypoints_2d_crop[index, joint], expected * 4,
-                                       atol=1e-5)
+        np.testing.assert_allclose(columns.keypoints_2d_crop[index],
+                                   decoded_joints(model, dataset.load_crop(index)), atol=1e-5)
     # full frame: the crop joints mapped back through the label's box, screen-normalised
     for index in (0, 5):
         width, height = h36m.resolution(int(columns.camera_id[index]))
@@ -125,24 +149,12 @@ def test_an_interrupted_run_resumed_writes_identical_files(detected, tmp_path, m
         with open(os.path.join(root, h36m.LABEL_FILES[split]), "wb") as f:
             pickle.dump(records, f, protocol=4)
     os.remove(os.path.join(root, "data", "data_2d_h36m_tiny.npz"))
-    calls = []
-    original = detect_2d.save_atomic
-
-    def interrupt_after_two(path, array):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(path)
-        original(path, array)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(detect_2d, "save_atomic", interrupt_after_two)
-        with pytest.raises(KeyboardInterrupt):
-            detect_2d.main(arguments(root, weights))
-    chunks = sorted(n for n in os.listdir(detect_2d.partial_folder(root, "tiny"))
+    interrupted_after(monkeypatch, 2, lambda: detect_2d.main(arguments(root, weights)))
+    chunks = sorted(n for n in os.listdir(detections.partial_folder(root, "tiny"))
                     if n.endswith(".npy"))
     assert len(chunks) == 2  # 2 of the train split's 3 chunks were kept
     detect_2d.main(arguments(root, weights))
-    assert not os.path.exists(detect_2d.partial_folder(root, "tiny"))
+    assert not os.path.exists(detections.partial_folder(root, "tiny"))
     for split in ("train", "val"):
         with open(os.path.join(root, h36m.LABEL_FILES[split]), "rb") as a, \
                 open(os.path.join(straight, h36m.LABEL_FILES[split]), "rb") as b:
@@ -160,11 +172,11 @@ def test_a_resume_with_other_weights_is_refused(detected, tmp_path):
     straight, weights, _ = detected
     root = str(tmp_path / "other")
     shutil.copytree(straight, root)
-    folder = detect_2d.partial_folder(root, "tiny")
+    folder = detections.partial_folder(root, "tiny")
     os.makedirs(folder)
     with open(os.path.join(folder, "settings.json"), "w") as f:
         f.write('{"weights": "elsewhere.pth"}')
-    with pytest.raises(detect_2d.tb.ToolboxError, match="other settings"):
+    with pytest.raises(detections.DetectionsError, match="other settings"):
         detect_2d.main(arguments(root, weights))
 
 

@@ -144,3 +144,22 @@ def test_undistortion_inverts_the_distortion():
         pixels = geometry.project_to_2d(points, cam["f"], cam["c"], cam["k"], cam["p"])
         xy = geometry.undistort_normalized(pixels, cam["f"], cam["c"], cam["k"], cam["p"])
         np.testing.assert_allclose(xy, points[:, :2] / points[:, 2:], atol=1e-6)  # ~1e-3 px
+
+
+def test_invert_affines_undoes_each_map():
+    """The inverse of crop_to_frame_affines is the frame -> crop matrix get_affine_transform
+    solves with cv2 (to its float32 rounding), and any (N, 2, 3) map composed with its inverse
+    leaves points where they were."""
+    rng = np.random.default_rng(0)
+    centers = rng.uniform(300, 700, (5, 2))
+    scales = np.repeat(rng.uniform(2, 6, (5, 1)), 2, 1)
+    inverse = geometry.invert_affines(geometry.crop_to_frame_affines(centers, scales))
+    for i in range(5):
+        np.testing.assert_allclose(inverse[i], geometry.get_affine_transform(centers[i],
+                                                                             scales[i]),
+                                   rtol=1e-5, atol=1e-3)
+    affines = rng.normal(size=(5, 2, 3))
+    points = rng.normal(size=(5, 17, 2))
+    np.testing.assert_allclose(geometry.apply_affines(geometry.apply_affines(points, affines),
+                                                      geometry.invert_affines(affines)),
+                               points, atol=1e-9)

@@ -7,6 +7,7 @@ import numpy as np
 
 from mvn.benchmark import Benchmark, Evaluation, split_files
 from mvn.errors import CAPFError
+from mvn.geometry import apply_affines, crop_to_frame_affines
 from mvn.mpi_inf_3dhp import protocol
 from mvn.mpi_inf_3dhp.dataset import MpiInf3dhpDataset, MpiInf3dhpStoreDataset
 from mvn.mpi_inf_3dhp import facts as mpi
@@ -16,13 +17,15 @@ from mvn.mpi_inf_3dhp.facts import PUBLISHED_CHECKPOINTS, SKELETON
 def build_dataset(config, split):
     d = config.dataset
     labels_path, stride = split_files(config, split)
-    if d.keypoints_2d != "cpn":
-        raise CAPFError("dataset.keypoints_2d '%s': the MPI-INF-3DHP labels hold only their "
-                        "ground-truth 2D joints (the released models' input); leave it at cpn"
-                        % d.keypoints_2d)
     if d.format == "store":  # the store holds its own labels (made from the label files)
+        if d.keypoints_2d != "cpn":
+            raise CAPFError("dataset.keypoints_2d '%s' needs dataset.format pkl: the frame store "
+                            "holds the ground-truth 2D joints of the label files it was made "
+                            "from" % d.keypoints_2d)
         return MpiInf3dhpStoreDataset(d.store_path, split, frame_stride=stride)
-    return MpiInf3dhpDataset(d.root, labels_path, split, frame_stride=stride)
+    # 'cpn': the ground-truth 2D joints (the released input); NAME: detect_2d_3dhp.py's
+    return MpiInf3dhpDataset(d.root, labels_path, split, frame_stride=stride,
+                             keypoints_2d=d.keypoints_2d)
 
 
 def evaluate(predictions, targets, dataset, config):
@@ -102,8 +105,29 @@ def crop_affine(dataset, indices):
 
 
 def ground_truth_2d_px(dataset, indices):
-    """The 2D inputs ARE the ground truth (annot2, as the released code uses): their own pixels."""
-    return input_2d_px(dataset, indices)
+    """(B, 17, 2) the ground truth annot2 in full-frame pixels: the labels' ground-truth crop
+    joints mapped back through each crop's box. Labels without those columns (a store built
+    before them) hold the ground truth as their 2D inputs (the store takes no detections):
+    their own pixels."""
+    labels = dataset.labels
+    if getattr(labels, "keypoints_2d_truth_crop", None) is None:
+        return input_2d_px(dataset, indices)
+    indices = np.asarray(indices)
+    return apply_affines(labels.keypoints_2d_truth_crop[indices],
+                         crop_to_frame_affines(labels.center[indices], labels.scale[indices]))
+
+
+def truth_2d(dataset):
+    """The ground-truth 2D joints (annot2) in the pixels of each crop image and each crop's map
+    back to the frame (its box). For the released training labels of cameras 4..8 these are not
+    data_2d_crop, which QUIRK Q2 maps with another camera's intrinsics than the image's."""
+    labels = dataset.labels
+    if labels.keypoints_2d_truth_crop is None:
+        raise CAPFError("%s holds no ground-truth 2D joints in crop pixels (labels/"
+                        "keypoints_2d_truth_crop), which the 2D detector trains on: rebuild the "
+                        "store with MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py --overwrite"
+                        % getattr(dataset, "path", "the frame store"))
+    return labels.keypoints_2d_truth_crop, crop_to_frame_affines(labels.center, labels.scale)
 
 
 def extra_scores(evaluation):
@@ -118,4 +142,4 @@ BENCHMARK = Benchmark(
     picture_groups=picture_groups, published_checkpoint=published_checkpoint,
     evaluable_splits=("val",), evaluable_splits_note="the test set",
     frame_size_px=frame_size_px, crop_affine=crop_affine, ground_truth_2d_px=ground_truth_2d_px,
-    extra_scores=extra_scores)
+    extra_scores=extra_scores, truth_2d=truth_2d)

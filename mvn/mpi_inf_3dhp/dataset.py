@@ -7,6 +7,8 @@ Label files (MPI-INF-3DHP-Toolbox/generate_labels_3dhp.py, or the released scrip
                        data_2d_crop (F,17,2) crop px, data_3d (F,17,3) mm}}, fps]}
   data_test_3dhp.npz   key `data`: {"TS<k>": {data_2d, data_2d_crop, data_3d, valid (n,)
                        [, activity (n,): written by this project's toolbox]}}
+  (either file may hold detections beside data_2d: data_2d_NAME, data_2d_NAME_crop, written by
+  MPI-INF-3DHP-Toolbox/detect_2d_3dhp.py; `dataset.keypoints_2d: NAME` takes them as the input)
 As the released loader does: 2D is screen-normalised with 2048x2048 (training, TS1-4) or
 1920x1080 (TS5-6, QUIRK Q10); every joint but the pelvis is made relative to it, and the pelvis
 row, absolute until the training step zeroes it there (Q5), is zeroed here (the same target);
@@ -29,7 +31,7 @@ from mvn.datasets.labelled_crops import LabelledCropDataset
 from mvn.datasets.store import StoreDataset
 from mvn.mpi_inf_3dhp import facts as mpi
 from mvn.mpi_inf_3dhp import matfile
-from mvn.geometry import CROP_SHAPE
+from mvn.geometry import CROP_SHAPE, apply_affines, crop_to_frame_affines, invert_affines
 from mvn.images import ImageError, MissingImageError, read_frame_bgr
 
 STORE_BUILD_COMMAND = "python MPI-INF-3DHP-Toolbox/prepare_store_3dhp.py"
@@ -73,7 +75,9 @@ def read_label_npz(path):
 @dataclass
 class MpiLabels:
     """One array per field, samples in the released loader's order."""
-    keypoints_2d: np.ndarray        # (N, 17, 2) float32, screen-normalised (GT annot2)
+    # the 2D input joints (dataset.keypoints_2d: 'cpn', the GT annot2 data_2d / data_2d_crop the
+    # released models take; or NAME, the detections data_2d_NAME / data_2d_NAME_crop)
+    keypoints_2d: np.ndarray        # (N, 17, 2) float32, screen-normalised
     keypoints_2d_crop: np.ndarray   # (N, 17, 2) float32, crop pixels
     keypoints_3d: np.ndarray        # (N, 17, 3) float32, mm, relative to the pelvis (row 14 = 0)
     sequence: np.ndarray            # (N,) int16: train 10*subject + seq (e.g. 12), test 1..6
@@ -81,12 +85,21 @@ class MpiLabels:
     frame: np.ndarray               # (N,) int32, 0-based row of the sequence
     activity: np.ndarray            # (N,) int16: test 1..7, train 0
     record: np.ndarray              # (N,) int64, the sample's index in this flattened order
+    # The box the crop image was cut with (prepare_images_3dhp.py: the data_3d pelvis, the
+    # camera's own intrinsics entry) and the ground-truth 2D joints (data_2d, annot2) in that
+    # crop's pixels: what the 2D detector stage trains on and is scored against. Not always
+    # data_2d_crop: the released training labels of cameras 4..8 map annot2 with another
+    # camera's intrinsics (QUIRK Q2). None in a frame store built before these columns.
+    center: np.ndarray = None                   # (N, 2) float64, box centre, full-frame px
+    scale: np.ndarray = None                    # (N, 2) float64, box size / 200
+    keypoints_2d_truth_crop: np.ndarray = None  # (N, 17, 2) float32, crop pixels
 
     def __len__(self):
         return len(self.record)
 
     def subset(self, index):
-        return MpiLabels(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+        return MpiLabels(**{name: None if getattr(self, name) is None
+                            else getattr(self, name)[index] for name in self.__dataclass_fields__})
 
     def image_path(self, index):
         """The crop of sample `index`, relative to dataset.root."""
@@ -122,6 +135,49 @@ def _entry_arrays(entry, where, path):
     return arrays
 
 
+def keypoint_keys(keypoints_2d="cpn"):
+    """The label entry keys of the 2D input joints called `keypoints_2d` (config
+    dataset.keypoints_2d): 'cpn' (Human3.6M's name for the default) -> data_2d / data_2d_crop,
+    the ground truth annot2 the released models take; another name -> data_2d_NAME (full-frame
+    pixels) and data_2d_NAME_crop (crop pixels), which MPI-INF-3DHP-Toolbox/detect_2d_3dhp.py
+    --name NAME adds."""
+    if keypoints_2d == "cpn":
+        return "data_2d", "data_2d_crop"
+    return "data_2d_%s" % keypoints_2d, "data_2d_%s_crop" % keypoints_2d
+
+
+def _input_arrays(entry, keypoints_2d, frames, where, path):
+    """The selected 2D input joints of a label entry: (frames, 17, 2) full-frame and crop
+    pixels, float64."""
+    arrays = []
+    for key in keypoint_keys(keypoints_2d):
+        if key not in entry:
+            raise LabelError("%s: %s holds no 2D joints '%s' (%s): make them with "
+                             "MPI-INF-3DHP-Toolbox/detect_2d_3dhp.py --name %s, or set "
+                             "dataset.keypoints_2d to cpn"
+                             % (path, where, keypoints_2d, key, keypoints_2d))
+        array = np.asarray(entry[key], dtype=np.float64)
+        if array.shape != (frames, mpi.NUM_JOINTS, 2):
+            raise LabelError("%s: %s '%s' has shape %s, expected (%d, 17, 2); make it again with "
+                             "MPI-INF-3DHP-Toolbox/detect_2d_3dhp.py --name %s"
+                             % (path, where, key, array.shape, frames, keypoints_2d))
+        arrays.append(array)
+    return arrays
+
+
+def image_crop_truth(data_2d, data_3d, intrinsics_index):
+    """The box the crop image of each frame was cut with (prepare_images_3dhp.py: the pelvis of
+    the label's data_3d in its own dtype, intrinsics entry `intrinsics_index`) and the
+    ground-truth 2D joints `data_2d` (F, 17, 2) full-frame px in that crop: (centre (F, 2),
+    scale (F, 2), joints (F, 17, 2) crop px). Vectorised (mvn.geometry's closed form): it agrees
+    with the per-frame cv2 matrices the crops were warped with to their float32 rounding
+    (~1e-4 px)."""
+    center, scale = mpi.crop_center_scale(np.asarray(data_3d)[:, mpi.ROOT_JOINT], intrinsics_index)
+    to_crop = invert_affines(crop_to_frame_affines(center, scale))   # (F, 2, 3)
+    return (center.astype(np.float64), scale.astype(np.float64),
+            apply_affines(data_2d, to_crop))
+
+
 def _relative_to_pelvis(data_3d):
     """(F, 17, 3) mm: the released loader subtracts the pelvis from the other joints (in
     float64); its own row is zeroed by the training step (QUIRK Q5), here at once."""
@@ -131,8 +187,8 @@ def _relative_to_pelvis(data_3d):
     return relative
 
 
-def _check_finite(arrays, where, path):
-    for array, key in zip(arrays, ("data_2d", "data_2d_crop", "data_3d")):
+def _check_finite(arrays, where, path, keys=("data_2d", "data_2d_crop", "data_3d")):
+    for array, key in zip(arrays, keys):
         bad = ~np.isfinite(array).reshape(len(array), -1).all(1)
         if bad.any():
             rows = np.flatnonzero(bad)
@@ -160,7 +216,7 @@ def check_crop_size(data_2d, data_2d_crop, data_3d, intrinsics_indices, where, p
 
 
 def _columns(parts, activity_parts):
-    keypoints_2d, crop, keypoints_3d, sequence, camera, frame = (
+    keypoints_2d, crop, keypoints_3d, sequence, camera, frame, center, scale, truth = (
         np.concatenate(column) for column in zip(*parts))
     return MpiLabels(keypoints_2d=keypoints_2d.astype(np.float32),
                      keypoints_2d_crop=crop.astype(np.float32),
@@ -168,11 +224,23 @@ def _columns(parts, activity_parts):
                      sequence=sequence.astype(np.int16), camera=camera.astype(np.int16),
                      frame=frame.astype(np.int32),
                      activity=np.concatenate(activity_parts).astype(np.int16),
-                     record=np.arange(len(frame), dtype=np.int64))
+                     record=np.arange(len(frame), dtype=np.int64),
+                     center=center, scale=scale,
+                     keypoints_2d_truth_crop=truth.astype(np.float32))
 
 
-def load_train_labels(path):
-    """Every frame of every camera of every sequence, in the file's order (MpiLabels)."""
+def _inputs(entry, keypoints_2d, data_2d, data_2d_crop, rows, where, path):
+    """The selected 2D inputs (frame px, crop px) of `rows` of an entry, finite."""
+    if keypoints_2d == "cpn":
+        return data_2d[rows], data_2d_crop[rows]
+    arrays = [a[rows] for a in _input_arrays(entry, keypoints_2d, len(data_2d), where, path)]
+    _check_finite(arrays, where, path, keypoint_keys(keypoints_2d))
+    return arrays
+
+
+def load_train_labels(path, keypoints_2d="cpn"):
+    """Every frame of every camera of every sequence, in the file's order (MpiLabels), the 2D
+    inputs those called `keypoints_2d` (`keypoint_keys`)."""
     data = read_label_npz(path)
     parts = []
     for name, value in data.items():
@@ -195,9 +263,12 @@ def load_train_labels(path):
                                 where, path)
             w, h = mpi.TRAIN_RESOLUTION
             n = len(data_2d)
-            parts.append((mpi.normalize_screen(data_2d, w, h), data_2d_crop,
+            inputs_px, inputs_crop = _inputs(entry, keypoints_2d, data_2d, data_2d_crop,
+                                             slice(None), where, path)
+            parts.append((mpi.normalize_screen(inputs_px, w, h), inputs_crop,
                           _relative_to_pelvis(data_3d), np.full(n, 10 * subject + sequence),
-                          np.full(n, int(camera_key)), np.arange(n)))
+                          np.full(n, int(camera_key)), np.arange(n))
+                         + image_crop_truth(data_2d, entry["data_3d"], int(camera_key)))
     if not parts:
         raise LabelError("%s holds no training frames" % path)
     return _columns(parts, [np.zeros(len(p[5]), np.int16) for p in parts])
@@ -220,9 +291,9 @@ def read_test_activities(root, name, count):
     return activity
 
 
-def load_test_labels(path, root):
-    """The valid frames of every test sequence, in order (MpiLabels); activities from the label
-    file, or else from `root`'s annot_data.mat files."""
+def load_test_labels(path, root, keypoints_2d="cpn"):
+    """The valid frames of every test sequence, in order (MpiLabels), the 2D inputs those called
+    `keypoints_2d`; activities from the label file, or else from `root`'s annot_data.mat files."""
     data = read_label_npz(path)
     parts, activities = [], []
     for name, entry in data.items():
@@ -246,24 +317,28 @@ def load_test_labels(path, root):
             check_crop_size(data_2d[rows], data_2d_crop[rows], data_3d[rows],
                             [mpi.sequence_intrinsics_index(name)], name, path)
         w, h = mpi.sequence_resolution(name)
-        parts.append((mpi.normalize_screen(data_2d[rows], w, h), data_2d_crop[rows],
+        inputs_px, inputs_crop = _inputs(entry, keypoints_2d, data_2d, data_2d_crop, rows, name,
+                                         path)
+        parts.append((mpi.normalize_screen(inputs_px, w, h), inputs_crop,
                       _relative_to_pelvis(data_3d[rows]), np.full(len(rows), int(name[2:])),
-                      np.full(len(rows), -1), rows))
+                      np.full(len(rows), -1), rows)
+                     + image_crop_truth(data_2d[rows], np.asarray(entry["data_3d"])[rows],
+                                        mpi.sequence_intrinsics_index(name)))
         activities.append(activity[rows])
     return _columns(parts, activities)
 
 
 class MpiInf3dhpDataset(LabelledCropDataset):
-    """Samples of one split: the crop JPEG (cv2.imread, BGR), the GT 2D joints
-    (screen-normalised and in crop pixels) and the 3D joints (mm, root-relative); the sample
+    """Samples of one split: the crop JPEG (cv2.imread, BGR), the 2D input joints (the GT by
+    default, or detections: `keypoints_2d`; screen-normalised and in crop pixels) and the 3D joints (mm, root-relative); the sample
     dict of LabelledCropDataset."""
 
-    def __init__(self, root, labels_path, split, frame_stride=1):
+    def __init__(self, root, labels_path, split, frame_stride=1, keypoints_2d="cpn"):
         self.root = root
         self.labels_path = labels_path
         self.split = split
-        labels = (load_train_labels(labels_path) if split == "train"
-                  else load_test_labels(labels_path, root))
+        labels = (load_train_labels(labels_path, keypoints_2d) if split == "train"
+                  else load_test_labels(labels_path, root, keypoints_2d))
         if frame_stride > 1:
             labels = labels.subset(np.arange(0, len(labels), frame_stride))
         self.labels = labels
