@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))  # scripts, not a package
 import bench_checkpoint  # noqa: E402
 import bench_data  # noqa: E402
 import bench_demo  # noqa: E402
+import bench_feature_cache  # noqa: E402
 import bench_step  # noqa: E402
 
 # End-to-end runs (subprocesses, training): left out of `pytest -m "not slow"`.
@@ -140,3 +141,16 @@ def test_bench_checkpoint_prints_save_and_load_side_by_side(tmp_path, capsys):
         assert float(base) >= 0 and float(ours) >= 0 and float(ratio) > 0
     assert lines[4].startswith("verify alone: ")
     assert os.listdir(tmp_path) == []                    # its files removed
+
+
+def test_bench_feature_cache_prints_both_rates_and_the_ratio_last(synthetic_h36m, capsys):
+    root = synthetic_h36m
+    bench_feature_cache.main([
+        "--config", os.path.join(REPO_ROOT, "experiments", "synthetic", "tiny.yaml"),
+        "--steps", "1", "--rounds", "1", "--opts", "dataset.root=%s/images" % root,
+        "dataset.train_labels_path=%s/h36m_train.pkl" % root, "dataset.num_workers=0",
+        "dataset.train_frame_stride=16", "train.batch_size=2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("cached/uncached train samples/s ratio: ")
+    assert float(lines[-1].split(": ")[1]) > 0
+    assert any(line.startswith("cache built in") for line in lines)
