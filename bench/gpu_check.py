@@ -220,6 +220,17 @@ def main(argv=None):
                        "ratio %.2f" % (rates["pkl"], rates["store"],
                                        rates["store"] / rates["pkl"]))
 
+    if ok:  # train.feature_cache: the tiny CA-PF's steps with the backbone's maps cached
+        command = [sys.executable, "bench/bench_feature_cache.py", "--config",
+                   "experiments/synthetic/tiny.yaml", "--device", args.device, "--steps",
+                   "2" if args.quick else "40", "--rounds", "1" if args.quick else "2", "--opts",
+                   "dataset.root=%s" % os.path.join(root, "images"),
+                   "dataset.train_labels_path=%s" % os.path.join(root, "h36m_train.pkl"),
+                   "dataset.num_workers=%d" % min(16, os.cpu_count()),
+                   "train.batch_size=%d" % (8 if args.quick else 64)]
+        status, output, seconds = run(command, 180)
+        report.add("bench_feature_cache.py", block(command, status, output, lines=8), seconds)
+
     batch = 8 if args.quick else 512
     step = [sys.executable, "bench/bench_step.py", "--device", args.device, "--batch", str(batch),
             "--warmup", "1", "--steps", "1" if args.quick else "5", "--options"]

@@ -103,3 +103,22 @@ def test_evaluation_on_the_gpu_gives_the_cpu_table(synthetic_h36m, tmp_path):
     for key in ("p1", "p2", "mpjve"):
         assert tables["cuda"]["average"][key] == pytest.approx(tables["cpu"]["average"][key],
                                                                abs=1e-3)
+
+
+def test_cached_backbone_maps_on_the_gpu_give_the_uncached_evaluation(synthetic_h36m, tmp_path):
+    """train.feature_cache on CUDA: maps computed on the GPU, kept in host memory, moved back
+    per batch; the evaluation equals the uncached one on the GPU exactly."""
+    import os
+    from mvn.feature_cache import attach_feature_cache
+    from mvn.human36m.dataset import Human36MDataset
+    config = load_config(None, TINY + ["val.batch_size=16", "dataset.num_workers=0",
+                                       "train.feature_cache=memory"])
+    torch.manual_seed(0)
+    model = build_model(config).eval().to(CUDA)
+    dataset = Human36MDataset(os.path.join(synthetic_h36m, "images"),
+                              os.path.join(synthetic_h36m, "h36m_validation.pkl"))
+    processes = single_process("cuda")
+    plain, _ = engine.predict(model, dataset, config, processes, progress=False)
+    assert attach_feature_cache(model, dataset, config, CUDA, SKELETON, str(tmp_path), "val")
+    cached, _ = engine.predict(model, dataset, config, processes, progress=False)
+    assert torch.equal(cached, plain)
