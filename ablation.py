@@ -192,12 +192,14 @@ def context_probe(logdir, data, backbone_file, args):
 
 
 def format_probe(probe, seed):
-    lines = ["linear probe (ridge: train -> val)  %29s %12s" % ("3D joint error mm",
-                                                                 "depth error mm")]
+    lines = ["%-44s %14s %14s %14s" % ("linear probe (ridge, fitted on train)", "train 3D mm",
+                                         "val 3D mm", "val depth mm")]
     for key, name in PROBES:
-        lines.append("%-50s %14.1f %14.1f" % (name % seed if "%" in name else name,
-                                               probe[key]["mean_joint_error_mm"],
-                                               probe[key]["depth_error_mm"]))
+        row = probe[key]
+        lines.append("%-44s %14.1f %14.1f %14.1f" % (name % seed if "%" in name else name,
+                                                     row["train_mean_joint_error_mm"],
+                                                     row["mean_joint_error_mm"],
+                                                     row["depth_error_mm"]))
     return "\n".join(lines)
 
 

@@ -34,6 +34,8 @@ def test_the_probe_finds_a_linear_relation_and_no_more():
     assert informative["mean_joint_error_mm"] < 0.02 * spread
     assert blind["mean_joint_error_mm"] > 0.9 * spread
     assert informative["inputs"] == 6
+    assert informative["train_mean_joint_error_mm"] < 0.02 * spread
+    assert blind["train_mean_joint_error_mm"] < blind["mean_joint_error_mm"]  # fits noise a bit
 
 
 def test_probe_inputs_put_the_2d_joints_first():

@@ -16,10 +16,8 @@ from conftest import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 
-# train.feature_cache=none: the cache would compute every frame's maps for these 2 steps (its
-# own tests are tests/test_feature_cache.py)
 SHORT = ["train.n_epochs=1", "train.max_steps_per_epoch=2", "dataset.num_workers=0",
-         "val.max_batches=1", "val.batch_size=16", "train.feature_cache=none"]
+         "val.max_batches=1", "val.batch_size=16"]
 
 
 def run_quickstart(tmp_path):

@@ -70,15 +70,19 @@ def choose_strength(inputs, targets, joints, folds=FOLDS, strengths=RIDGE_STRENG
 
 def probe(train_inputs, train_targets_mm, val_inputs, val_targets_mm):
     """Validation mean joint error (mm) and depth error (mm) of the ridge probe fitted on the
-    training split. Inputs (N, D); targets (N, J, 3) root-relative mm."""
+    training split, and its error on the training split itself (the gap: what does not carry
+    over to the validation subject). Inputs (N, D); targets (N, J, 3) root-relative mm."""
     joints = train_targets_mm.shape[1]
     y_train = train_targets_mm.reshape(len(train_targets_mm), -1)
     y_val = val_targets_mm.reshape(len(val_targets_mm), -1)
     strength = choose_strength(train_inputs, y_train, joints)
-    predicted = ridge_predict(ridge_fit(train_inputs, y_train, strength), val_inputs)
+    model = ridge_fit(train_inputs, y_train, strength)
+    predicted = ridge_predict(model, val_inputs)
     depth = np.abs(predicted.reshape(-1, joints, 3)[..., 2] - val_targets_mm[..., 2]).mean()
     return {"mean_joint_error_mm": mean_joint_error(predicted, y_val, joints),
             "depth_error_mm": float(depth), "ridge_strength": strength,
+            "train_mean_joint_error_mm": mean_joint_error(ridge_predict(model, train_inputs),
+                                                          y_train, joints),
             "inputs": int(train_inputs.shape[1])}
 
 
