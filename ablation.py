@@ -15,7 +15,9 @@
 It prints one table (the detector's 2D error; P1 / P2 mean +- std per variant) and writes it to
 <logdir>/ablation.json, .csv and a bar chart ablation.png. Then what the frozen maps encode: a
 linear probe (mvn/evaluations/feature_probe.py) from the 2D joints, alone or with the trained
-detector's / a random backbone's maps sampled at them, to the 3D joints (into ablation.json). Every step is a train.py run with a
+detector's / a random backbone's maps sampled at them, to the 3D joints, and how far the
+validation frames' maps lie from the training frames' (the share of values beyond 5 training
+standard deviations) (into ablation.json). Every step is a train.py run with a
 fixed --name: started again, the command continues or reuses what was done.
 """
 import argparse
@@ -168,7 +170,7 @@ def context_probe(logdir, data, backbone_file, args):
     benchmark = benchmarks.get("human36m")
     device = torch.device(args.device)
     seed = args.seeds[0]
-    inputs, targets = {}, {}
+    inputs, targets, sampled_maps = {}, {}, {}
     for key, _ in PROBES:
         config = load_config(os.path.join(REPO, CAPF_CONFIG), data + ["seed=%d" % seed] + (
             variant_options(key, backbone_file) if key != "2d" else []))
@@ -186,20 +188,31 @@ def context_probe(logdir, data, backbone_file, args):
                                             logdir, split)
                 maps = [level[:, 0] for level in cache.levels]  # unmirrored, per level
                 sampled = feature_probe.sample_at_joints(maps, labels.keypoints_2d_crop)
+                sampled_maps[key, split] = sampled
             inputs[key, split] = feature_probe.probe_inputs(labels.keypoints_2d, sampled)
-    return {key: feature_probe.probe(inputs[key, "train"], targets["train"], inputs[key, "val"],
-                                     targets["val"]) for key, _ in PROBES}
+    results = {}
+    for key, _ in PROBES:
+        results[key] = feature_probe.probe(inputs[key, "train"], targets["train"],
+                                           inputs[key, "val"], targets["val"])
+        if key != "2d":
+            results[key].update(feature_probe.distribution_shift(sampled_maps[key, "train"],
+                                                                 sampled_maps[key, "val"]))
+    return results
 
 
 def format_probe(probe, seed):
-    lines = ["%-44s %14s %14s %14s" % ("linear probe (ridge, fitted on train)", "train 3D mm",
-                                         "val 3D mm", "val depth mm")]
+    lines = ["%-42s %12s %10s %12s %17s" % ("linear probe (ridge, fitted on train)",
+                                            "train 3D mm", "val 3D mm", "val depth mm",
+                                            "maps > 5 SD tr/val")]
     for key, name in PROBES:
         row = probe[key]
-        lines.append("%-44s %14.1f %14.1f %14.1f" % (name % seed if "%" in name else name,
-                                                     row["train_mean_joint_error_mm"],
-                                                     row["mean_joint_error_mm"],
-                                                     row["depth_error_mm"]))
+        shift = ("%7.1f%% /%5.1f%%" % (100 * row["train_share_beyond_5_sd"],
+                                      100 * row["val_share_beyond_5_sd"])
+                 if "val_share_beyond_5_sd" in row else "")
+        lines.append("%-42s %12.1f %10.1f %12.1f %17s" % (name % seed if "%" in name else name,
+                                                          row["train_mean_joint_error_mm"],
+                                                          row["mean_joint_error_mm"],
+                                                          row["depth_error_mm"], shift))
     return "\n".join(lines)
 
 

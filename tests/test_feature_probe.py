@@ -44,3 +44,15 @@ def test_probe_inputs_put_the_2d_joints_first():
     inputs = feature_probe.probe_inputs(keypoints_2d, sampled)
     assert inputs.shape == (2, 17 * 2 + 17 * 3)
     np.testing.assert_array_equal(inputs[:, :34], keypoints_2d.reshape(2, 34))
+
+
+def test_distribution_shift_counts_values_far_from_the_training_frames():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(2000, 2, 3))
+    same = rng.normal(size=(1000, 2, 3))
+    shifted = same.copy()
+    shifted[:, 0, 0] += 10.0                     # one of the 6 values moved by 10 SD
+    near = feature_probe.distribution_shift(train, same)
+    far = feature_probe.distribution_shift(train, shifted)
+    assert near["val_share_beyond_5_sd"] == 0 and near["train_share_beyond_5_sd"] < 1e-3
+    assert abs(far["val_share_beyond_5_sd"] - 1 / 6) < 0.01

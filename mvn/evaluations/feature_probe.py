@@ -24,7 +24,7 @@ def sample_at_joints(maps, keypoints_2d_crop):
     read bilinearly at the joints (grid x / 96 - 1, y / 128 - 1, as the model's sampling)."""
     joints = torch.as_tensor(np.asarray(keypoints_2d_crop), dtype=torch.float32)
     grid = (joints / joints.new_tensor(CROP_HALF_XY) - 1)[:, :, None]       # (N, J, 1, 2)
-    sampled = [F.grid_sample(torch.as_tensor(np.asarray(m), dtype=torch.float32), grid,
+    sampled = [F.grid_sample(torch.from_numpy(np.array(m, dtype=np.float32)), grid,
                              align_corners=False)[..., 0]                  # (N, C_l, J)
                for m in maps]
     return torch.cat(sampled, 1).transpose(1, 2).double().numpy()          # (N, J, sum C_l)
@@ -84,6 +84,17 @@ def probe(train_inputs, train_targets_mm, val_inputs, val_targets_mm):
             "train_mean_joint_error_mm": mean_joint_error(ridge_predict(model, train_inputs),
                                                           y_train, joints),
             "inputs": int(train_inputs.shape[1])}
+
+
+def distribution_shift(train_sampled, val_sampled, far=5.0):
+    """How far the validation frames' sampled maps lie from the training frames' (N, J, C): each
+    value as a z-score of its (joint, channel) over the training split; the share of values
+    beyond `far` training standard deviations, on each split."""
+    train = train_sampled.reshape(len(train_sampled), -1)
+    val = val_sampled.reshape(len(val_sampled), -1)
+    mean, scale = train.mean(0), train.std(0) + 1e-8
+    return {"train_share_beyond_%g_sd" % far: float((np.abs(train - mean) / scale > far).mean()),
+            "val_share_beyond_%g_sd" % far: float((np.abs(val - mean) / scale > far).mean())}
 
 
 def probe_inputs(keypoints_2d, sampled=None):
