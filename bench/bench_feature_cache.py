@@ -10,6 +10,7 @@ after how many epochs it has paid for itself.
 The last line is `cached/uncached train samples/s ratio: X`.
 """
 import argparse
+import sys
 import tempfile
 import time
 
@@ -96,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    sys.exit(run_main(main, "bench_feature_cache.py"))
