@@ -21,7 +21,7 @@ from tqdm import tqdm
 from mvn.batch import prepare_images
 from mvn.coco import HEAD_PREFIX
 from mvn.detector import HeatmapDetector, detect, load_detector_weights
-from mvn.engine import worker_init
+from mvn.stopping import worker_init
 from mvn.errors import CAPFError
 from mvn.models import BACKBONES, build_backbone
 from mvn.models.weights import WeightsError

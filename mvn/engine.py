@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -41,7 +40,7 @@ from mvn.models import build_model
 from mvn.models.weights import load_model_weights
 from mvn.recipe import apply_channels_last, autocast, build_training_model, configure_tf32, \
     make_optimizer, set_learning_rate
-from mvn.stopping import EvaluationStopped, STOP_SIGNALS, StopSignals, TrainingStopped
+from mvn.stopping import EvaluationStopped, StopSignals, TrainingStopped, worker_init
 from mvn.threads import apply_torch_threads
 
 logger = logging.getLogger(__name__)
@@ -49,18 +48,6 @@ logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------
 # Data
-
-def worker_init(worker_id):
-    """DataLoader workers are the parallelism: OpenCV's own threads would oversubscribe. A
-    scheduler's stop (SIGTERM / SIGUSR1 to the whole process group, as SLURM and Kubernetes
-    send it) and Ctrl-C are the main process's to handle: it finishes its step, writes last.bin
-    and ends the workers itself. A worker that died first would end the run with a traceback."""
-    cv2.setNumThreads(0)
-    for name in STOP_SIGNALS:
-        number = getattr(signal, name, None)
-        if number is not None:
-            signal.signal(number, signal.SIG_IGN)
-
 
 def end_loader_workers():
     """End the DataLoader workers still running, with SIGKILL: for the end of a process

@@ -38,6 +38,7 @@ from mvn.cached_features import MIRRORED
 from mvn.errors import CAPFError
 from mvn.geometry import CROP_SHAPE
 from mvn.recipe import autocast
+from mvn.stopping import worker_init
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +194,9 @@ def compute_maps(model, dataset, config, device, skeleton, levels_out, dtype_out
     model.eval()
     with_images = dataset.with_images
     dataset.with_images = True
+    workers = config.dataset.num_workers
     loader = DataLoader(dataset, batch_size=config.val.batch_size, shuffle=False,
-                        num_workers=config.dataset.num_workers)
+                        num_workers=workers, worker_init_fn=worker_init if workers else None)
     start = 0
     try:
         for batch in tqdm(loader, desc=description, dynamic_ncols=True):

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 
+import cv2
 import torch
 import torch.distributed as dist
 
@@ -89,3 +90,15 @@ class StopSignals:
         if processes.distributed:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
         return bool(flag.item())
+
+
+def worker_init(worker_id):
+    """DataLoader workers are the parallelism: OpenCV's own threads would oversubscribe. A
+    scheduler's stop (SIGTERM / SIGUSR1 to the whole process group, as SLURM and Kubernetes
+    send it) and Ctrl-C are the main process's to handle: it finishes its step, writes last.bin
+    and ends the workers itself. A worker that died first would end the run with a traceback."""
+    cv2.setNumThreads(0)
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, signal.SIG_IGN)

@@ -151,3 +151,33 @@ def test_a_stop_while_the_maps_are_computed_leaves_no_partial_cache(synthetic_h3
     assert len(asked) == 2
     assert dataset.feature_cache is None and dataset.with_images
     assert os.listdir(os.path.join(str(tmp_path), "feature_cache")) == []
+
+
+def test_train_py_stopped_by_sigterm_while_the_maps_are_computed(synthetic_h36m, tmp_path):
+    """A scheduler's SIGTERM to the whole process group (DataLoader workers included) during the
+    cache's computation: one line saying so and how to resume, exit status 75, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    command = [sys.executable, "train.py", "--config", CONFIG, "--logdir", str(tmp_path),
+               "--device", "cpu", "--opts"] + options(synthetic_h36m, **{
+                   "train.feature_cache": "memory", "dataset.num_workers": 2,
+                   "dataset.train_frame_stride": 1, "val.batch_size": 2})
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, start_new_session=True,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(
+        lambda: process.stderr.read1(4096), b"")))
+    reader.start()
+    deadline = time.time() + 120
+    while b"backbone maps (train" not in b"".join(chunks) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=60) == 75
+    reader.join(timeout=10)
+    err = b"".join(chunks).decode()
+    assert "while the backbone's maps of the train split were computed" in err, err[-2000:]
+    assert "SIGTERM" in err and "resume with:" in err and "Traceback" not in err
