@@ -442,13 +442,6 @@ def fit(config, processes, logdir, task, resume=None, name=None, start_over=Fals
         optimizer = task.make_optimizer(model, config)
         run = Run(config, processes, folder, model, optimizer, signals)
         signals.install()
-        for split, dataset in (("train", train_set), ("val", val_set)):  # train.feature_cache
-            if not attach_feature_cache(model, dataset, config, processes.device,
-                                        benchmark.skeleton, logdir, split, run.stop_requested):
-                raise TrainingStopped(
-                    "stopped by %s while the backbone's maps of the %s split were computed "
-                    "(train.feature_cache), before any training step of this start; nothing of "
-                    "them is kept" % (signals.received or "a stop signal", split), 0, 0, folder)
         start_epoch, start_step, progress = 0, 0, {}
         state = (resume_state(model, optimizer, folder, resume_file, start_over)
                  if resuming else None)
@@ -457,6 +450,14 @@ def fit(config, processes, logdir, task, resume=None, name=None, start_over=Fals
         elif resuming:
             logger.warning("%s holds no complete checkpoint yet: starting from the beginning",
                            folder)
+        # train.feature_cache: the maps of the backbone as it will run (after a resume's weights)
+        for split, dataset in (("train", train_set), ("val", val_set)):
+            if not attach_feature_cache(model, dataset, config, processes.device,
+                                        benchmark.skeleton, logdir, split, run.stop_requested):
+                raise TrainingStopped(
+                    "stopped by %s while the backbone's maps of the %s split were computed "
+                    "(train.feature_cache), before any training step of this start; nothing of "
+                    "them is kept" % (signals.received or "a stop signal", split), 0, 0, folder)
 
         ddp_model = model
         if processes.distributed:
