@@ -251,7 +251,11 @@ def build_feature_cache(model, dataset, config, device, skeleton, logdir, split,
     if os.path.isfile(os.path.join(folder, "covers.json")):
         logger.info("backbone maps of the %s split read from %s", split, folder)
         return open_cache_folder(folder, dtype)
-    os.makedirs(root, exist_ok=True)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as error:
+        raise FeatureCacheError("the feature cache's folder %s cannot be made (%s); set "
+                                "train.feature_cache_dir to a folder" % (root, error)) from None
     check_room(needed, root, mode)
     partial = tempfile.mkdtemp(prefix="%s_%s." % (split, key), suffix=".partial", dir=root)
     try:
@@ -280,13 +284,17 @@ def build_feature_cache(model, dataset, config, device, skeleton, logdir, split,
 
 
 def open_cache_folder(folder, dtype):
-    with open(os.path.join(folder, "covers.json")) as f:
-        covers = json.load(f)
+    try:
+        with open(os.path.join(folder, "covers.json")) as f:
+            covers = json.load(f)
+        levels = [np.load(os.path.join(folder, "level%d.npy" % level), mmap_mode="r")
+                  for level in range(covers["levels"])]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise FeatureCacheError("the feature cache %s is damaged (%s): delete that folder and "
+                                "run again (it is computed anew)" % (folder, error)) from None
     if covers.get("dtype") != str(dtype).replace("torch.", ""):
         raise FeatureCacheError("%s holds %s maps where %s are needed; delete the folder"
                                 % (folder, covers.get("dtype"), dtype))
-    levels = [np.load(os.path.join(folder, "level%d.npy" % level), mmap_mode="r")
-              for level in range(covers["levels"])]
     if any(len(level) != covers["dataset"]["frames"] for level in levels):
         raise FeatureCacheError("%s is incomplete (a level's frame count differs from "
                                 "covers.json); delete the folder" % folder)

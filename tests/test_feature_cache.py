@@ -181,3 +181,23 @@ def test_train_py_stopped_by_sigterm_while_the_maps_are_computed(synthetic_h36m,
     err = b"".join(chunks).decode()
     assert "while the backbone's maps of the train split were computed" in err, err[-2000:]
     assert "SIGTERM" in err and "resume with:" in err and "Traceback" not in err
+
+
+def test_a_damaged_disk_cache_or_a_file_as_its_folder_is_one_clear_error(synthetic_h36m,
+                                                                          tmp_path):
+    config = make_config(synthetic_h36m, **{"train.feature_cache": "disk"})
+    dataset, model = val_set_and_model(config)
+    device = torch.device("cpu")
+    attach_feature_cache(model, dataset, config, device, SKELETON, str(tmp_path), "val")
+    cache_root = os.path.join(str(tmp_path), "feature_cache")
+    (folder,) = os.listdir(cache_root)
+    level = os.path.join(cache_root, folder, "level2.npy")
+    with open(level, "r+b") as f:
+        f.truncate(100)  # a cut file: its header promises more
+    again, _ = val_set_and_model(config)
+    with pytest.raises(FeatureCacheError, match="is damaged .*delete that folder"):
+        attach_feature_cache(model, again, config, device, SKELETON, str(tmp_path), "val")
+    not_a_folder = make_config(synthetic_h36m, **{
+        "train.feature_cache": "disk", "train.feature_cache_dir": level})
+    with pytest.raises(FeatureCacheError, match="cannot be made .*feature_cache_dir"):
+        attach_feature_cache(model, again, not_a_folder, device, SKELETON, str(tmp_path), "val")
